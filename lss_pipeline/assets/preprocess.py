@@ -1,0 +1,149 @@
+"""`data_splits`, `level_crops` [category], `class_weights` [category]: what training reads."""
+
+
+import json
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from lss_pipeline.assets._progress import log_progress
+from lss_pipeline.core import class_weights as weights_core
+from lss_pipeline.core import crops as crops_core
+from lss_pipeline.core import splits as splits_core
+from lss_pipeline.core.atomic import write_parquet
+from lss_pipeline.core.constants import CLASS_NAMES
+from lss_pipeline.core.markdown import markdown_table
+from lss_pipeline.partitions import category_partitions
+from lss_pipeline.resources import LssSettings
+
+
+class SplitsConfig(Config):
+    n_folds: int = 5
+    seed: int = 0
+
+
+@asset(
+    group_name="preprocess",
+    deps=["labels"],
+    kinds={"parquet"},
+    description="Study-level K folds, stratified on the study's label profile, grouped by study.",
+)
+def data_splits(context: AssetExecutionContext, settings: LssSettings, config: SplitsConfig) -> MaterializeResult:
+    cfg = settings.get()
+    labels_df = pl.read_parquet(cfg.processed_dir / "labels.parquet")
+    splits = splits_core.make_splits(labels_df, n_folds=config.n_folds, seed=config.seed)
+    path = cfg.processed_dir / "data_splits.parquet"
+    write_parquet(splits, path)
+    per_fold = splits.group_by("fold").len().sort("fold")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "studies": splits.height,
+            "n_folds": config.n_folds,
+            "seed": config.seed,
+            "studies_per_fold": MetadataValue.md(markdown_table(per_fold)),
+        }
+    )
+
+
+@asset_check(asset="data_splits", additional_deps=["labels"], description="No study crosses folds; every class appears in every validation fold where the data allows.")
+def folds_are_study_grouped_and_stratified(settings: LssSettings) -> AssetCheckResult:
+    cfg = settings.get()
+    splits = pl.read_parquet(cfg.processed_dir / "data_splits.parquet")
+    labels_df = pl.read_parquet(cfg.processed_dir / "labels.parquet")
+    report = splits_core.check_splits(splits, labels_df)
+    return AssetCheckResult(passed=bool(report["passed"]), metadata={"report": MetadataValue.json(report)})
+
+
+class CropConfig(Config):
+    """Zero means: take the value from the profile (LSS_PROFILE)."""
+
+    crop_mm: float = 0.0
+    crop_px: int = 0
+    slices: int = 0
+    workers: int = 0
+
+
+@asset(
+    group_name="preprocess",
+    partitions_def=category_partitions,
+    deps=["dicom_metadata", "labels", "data_splits"],
+    kinds={"numpy", "parquet"},
+    description="2.5D crops around each labelled level (neighbouring slices as channels) + Parquet index.",
+)
+def level_crops(context: AssetExecutionContext, settings: LssSettings, config: CropConfig) -> MaterializeResult:
+    cfg = settings.get()
+    category = context.partition_key
+    profile = cfg.profile
+    metadata = pl.read_parquet(cfg.processed_dir / "dicom_metadata.parquet")
+    labels_df = pl.read_parquet(cfg.processed_dir / "labels.parquet")
+    splits = pl.read_parquet(cfg.processed_dir / "data_splits.parquet")
+    result = crops_core.build_level_crops(
+        category,
+        metadata,
+        labels_df,
+        splits,
+        cfg.raw_dir,
+        cfg.crops_dir / category,
+        crop_mm=config.crop_mm or profile.crop_mm,
+        crop_px=config.crop_px or profile.crop_px,
+        slices=config.slices or profile.slices,
+        workers=config.workers or None,
+        progress=log_progress(context, f"{category} crops (studies)"),
+    )
+    skipped = result.skipped
+    skipped_by_reason = skipped.group_by("reason").len().sort("len", descending=True) if skipped.height else skipped
+    counts = {CLASS_NAMES[int(k)]: int(v) for k, v in result.class_counts.items()}
+    return MaterializeResult(
+        metadata={
+            "crops_path": MetadataValue.path(str(result.crops_path)),
+            "index_path": MetadataValue.path(str(result.index_path)),
+            "crops": result.n_crops,
+            "class_counts": MetadataValue.json(counts),
+            "padded_crops": result.n_padded,
+            "skipped": skipped.height,
+            "skipped_by_reason": MetadataValue.md(markdown_table(skipped_by_reason)),
+            "samples": MetadataValue.path(str(result.samples_png)),
+            "samples_preview": MetadataValue.md(
+                f"![sample crops per class]({result.samples_png.as_uri()})"
+            ),
+            "seconds": round(result.seconds, 2),
+        }
+    )
+
+
+class ClassWeightsConfig(Config):
+    beta: float = 0.999  # effective-number β (Cui et al. 2019)
+    n_folds: int = 5
+
+
+@asset(
+    group_name="preprocess",
+    partitions_def=category_partitions,
+    deps=["level_crops"],
+    kinds={"json"},
+    description="Class counts over the training folds and weights: inverse frequency, effective number, competition 1/2/4.",
+)
+def class_weights(context: AssetExecutionContext, settings: LssSettings, config: ClassWeightsConfig) -> MaterializeResult:
+    cfg = settings.get()
+    category = context.partition_key
+    index = pl.read_parquet(cfg.crops_dir / category / "index.parquet")
+    weights = weights_core.compute_class_weights(index, n_folds=config.n_folds, beta=config.beta)
+    weights["category"] = category
+    path = weights_core.write_class_weights(weights, cfg.crops_dir / category / "class_weights.json")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "beta": config.beta,
+            "weights": MetadataValue.md(weights_core.class_weights_markdown(weights)),
+            "json": MetadataValue.json(json.loads(path.read_text())),
+        }
+    )

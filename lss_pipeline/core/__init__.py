@@ -1,0 +1,1 @@
+"""Plain Python/torch core of lss_pipeline. Nothing under this package imports Dagster."""

@@ -1,0 +1,112 @@
+"""One settings object for paths and profile, read from the environment.
+
+LSS_DATA_DIR  root of everything generated (default ``data/`` under the working directory)
+LSS_RAW_DIR   the RSNA folder (default ``$LSS_DATA_DIR/raw``)
+LSS_PROFILE   ``demo`` (default, CPU minutes) or ``full`` (GPU, thesis sizes)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILE_NAMES = ("demo", "full")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes that differ between a CPU demo and a GPU reproduction of the thesis."""
+
+    name: str
+    crop_mm: float  # side of the square crop window, millimetres
+    crop_px: int  # side after resizing, pixels
+    slices: int  # neighbouring slices stacked as channels (odd)
+    epochs: int
+    batch_size: int
+    lr: float
+    # timm model names per architecture
+    models: dict[str, str] = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "demo": Profile(
+        name="demo",
+        crop_mm=40.0,
+        crop_px=64,
+        slices=5,
+        epochs=8,
+        batch_size=32,
+        lr=1e-3,
+        models={
+            "convnext": "convnext_atto",
+            "resnet": "resnet18",
+            # Swin-T code, 3 narrow stages, window 4 (lss_pipeline.core.models.MODEL_ALIASES)
+            "swin": "swin_demo_patch4_window4",
+        },
+    ),
+    "full": Profile(
+        name="full",
+        crop_mm=40.0,
+        crop_px=224,
+        slices=5,
+        epochs=30,
+        batch_size=32,
+        lr=2e-4,
+        models={
+            "convnext": "convnext_tiny",
+            "resnet": "resnet50",
+            "swin": "swin_tiny_patch4_window7_224",
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    raw_dir: Path
+    profile_name: str = "demo"
+
+    @property
+    def profile(self) -> Profile:
+        return PROFILES[self.profile_name]
+
+    # Everything generated lives under data_dir, never beside the code.
+    @property
+    def processed_dir(self) -> Path:
+        return self.data_dir / "processed"
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.data_dir / "crops"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @classmethod
+    def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("LSS_DATA_DIR") or "data").expanduser().resolve()
+        raw_dir = Path(env.get("LSS_RAW_DIR") or data_dir / "raw").expanduser().resolve()
+        profile = env.get("LSS_PROFILE") or "demo"
+        if profile not in PROFILES:
+            raise ValueError(f"LSS_PROFILE={profile!r} is not one of {sorted(PROFILES)}")
+        return cls(data_dir=data_dir, raw_dir=raw_dir, profile_name=profile)

@@ -1,0 +1,294 @@
+"""dicom_metadata: header scan, quarantine, PHI exclusion, pixel decoding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from lss_pipeline.core import dicom_metadata as dm
+
+FAKE_PHI = {
+    "PatientName": "Fake^Patient",
+    "PatientID": "PHI-ID-0001",
+    "PatientBirthDate": "19450101",
+    "PatientAddress": "1 Fake Street",
+    "OtherPatientIDs": "PHI-OTHER-7",
+}
+QUARANTINE_TYPES = {
+    "bad_path", "not_dicom", "read_error", "truncated", "no_pixel_data", "missing_tags",
+    "bad_geometry", "unsupported_pixel_layout", "unsupported_transfer_syntax",
+}
+PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def write_mr(path: Path, *, size=(12, 10), instance=1, ipp=(10.0, -20.0, 30.0),
+             iop=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), spacing=(0.5, 0.8), photometric="MONOCHROME2",
+             pixels: np.ndarray | None = None, drop: tuple[str, ...] = (), **extra) -> Path:
+    """A small explicit-VR MR slice with planted fake PHI."""
+    rows, columns = size
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    for key, value in FAKE_PHI.items():
+        setattr(ds, key, value)
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "MR"
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = list(ipp)
+    ds.ImageOrientationPatient = list(iop)
+    ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = 4.0
+    ds.SpacingBetweenSlices = 4.4
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    if pixels is None:
+        pixels = (np.arange(rows * columns, dtype=np.uint16) % 4000).reshape(rows, columns)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    for key in drop:
+        delattr(ds, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+# Planted files of the small raw folder: relative path -> expected quarantine error_type (None = row).
+EXPECTED = {
+    "train_images/100/200/1.dcm": None,
+    "train_images/100/200/2.dcm": None,
+    "train_images/100/200/3.dcm": None,
+    "train_images/100/201/1.dcm": None,  # RLE copy of pydicom's MR_small
+    "test_images/300/400/1.dcm": None,
+    "train_images/100/200/4.dcm": "not_dicom",
+    "train_images/100/200/5.dcm": "truncated",
+    "train_images/100/200/6.dcm": "missing_tags",
+    "train_images/100/200/7.dcm": "bad_geometry",
+    "train_images/100/200/8.dcm": "unsupported_pixel_layout",
+    "train_images/100/200/9.dcm": "no_pixel_data",
+    "train_images/abc/200/1.dcm": "bad_path",
+    "train_images/100/200/notes.txt": "bad_path",
+}
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("raw")
+    series = raw / "train_images/100/200"
+    for i in (1, 2, 3):
+        write_mr(series / f"{i}.dcm", instance=i, ipp=(10.0 + 4 * i, -20.0, 30.0))
+    (raw / "train_images/100/201").mkdir(parents=True)
+    shutil.copy(get_testdata_file("MR_small_RLE.dcm"), raw / "train_images/100/201/1.dcm")
+    write_mr(raw / "test_images/300/400/1.dcm", iop=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0))
+    (series / "4.dcm").write_bytes(b"this is not a DICOM file\n" * 40)
+    truncated = write_mr(series / "5.dcm").read_bytes()
+    (series / "5.dcm").write_bytes(truncated[:-50])
+    write_mr(series / "6.dcm", drop=("ImagePositionPatient",))
+    write_mr(series / "7.dcm", iop=(1.0, 0.0, 0.0, 1.0, 0.0, 0.0))  # row == col: no normal
+    write_mr(series / "8.dcm", NumberOfFrames=2, pixels=np.zeros((2, 12, 10), np.uint16))
+    write_mr(series / "9.dcm", drop=("PixelData",))
+    write_mr(raw / "train_images/abc/200/1.dcm")
+    (series / "notes.txt").write_text("stray file")
+    (series / ".hidden.dcm").write_text("hidden files are not scanned")
+    (raw / "train_series_descriptions.csv").write_text(
+        "study_id,series_id,series_description\r\n100,200,Sagittal T1\r\n100,201,Axial T2\r\n"
+    )
+    (raw / "test_series_descriptions.csv").write_text("study_id,series_id,series_description\n300,400,Axial T2\n")
+    return raw
+
+
+@pytest.fixture(scope="module")
+def scanned(raw_dir):
+    calls: list[tuple[int, int]] = []
+    metadata, quarantine = dm.scan_dicom_folder(raw_dir, workers=2, progress=lambda d, t: calls.append((d, t)))
+    return metadata, quarantine, calls
+
+
+def test_every_file_is_a_row_or_a_quarantine_row(scanned):
+    metadata, quarantine, calls = scanned
+    assert dict(metadata.schema) == dm.METADATA_SCHEMA
+    assert dict(quarantine.schema) == dm.QUARANTINE_SCHEMA
+    assert sorted(metadata["path"]) == sorted(p for p, e in EXPECTED.items() if e is None)
+    got = dict(zip(quarantine["path"], quarantine["error_type"]))
+    assert got == {p: e for p, e in EXPECTED.items() if e is not None}
+    assert set(quarantine["stage"]) == {"dicom_metadata"}
+    assert all(len(m) > 10 for m in quarantine["message"])
+    assert calls and calls[-1] == (len(EXPECTED), len(EXPECTED))
+
+
+def test_geometry_and_ids(scanned, raw_dir):
+    metadata, _, _ = scanned
+    row = metadata.filter(pl.col("path") == "train_images/100/200/2.dcm").row(0, named=True)
+    assert (row["study_id"], row["series_id"], row["instance_number"], row["instance_number_tag"]) == (100, 200, 2, 2)
+    assert row["split"] == "train" and row["series_description"] == "Sagittal T1"
+    assert (row["rows"], row["columns"]) == (12, 10)
+    assert (row["pixel_spacing_row"], row["pixel_spacing_col"]) == (0.5, 0.8)
+    assert (row["ipp_x"], row["ipp_y"], row["ipp_z"]) == (18.0, -20.0, 30.0)
+    # row (0,1,0) x col (0,0,-1) = (-1,0,0): a sagittal slice; position along it = -ipp_x
+    assert (row["normal_x"], row["normal_y"], row["normal_z"]) == (-1.0, 0.0, 0.0)
+    assert row["slice_position"] == -18.0
+    assert (row["slice_thickness"], row["spacing_between_slices"]) == (4.0, 4.4)
+    assert row["transfer_syntax_uid"] == ExplicitVRLittleEndian
+    assert (row["bits_allocated"], row["bits_stored"], row["samples_per_pixel"]) == (16, 12, 1)
+    assert row["modality"] == "MR" and row["photometric_interpretation"] == "MONOCHROME2"
+    assert row["file_size_bytes"] == (raw_dir / row["path"]).stat().st_size
+    test_row = metadata.filter(pl.col("split") == "test").row(0, named=True)
+    assert test_row["series_description"] == "Axial T2" and test_row["normal_z"] == 1.0
+    rle = metadata.filter(pl.col("series_id") == 201).row(0, named=True)
+    assert rle["transfer_syntax_uid"] == pydicom.uid.RLELossless and rle["series_description"] == "Axial T2"
+
+
+def test_no_phi_in_outputs(scanned, raw_dir, tmp_path):
+    metadata, quarantine, _ = scanned
+    phi_columns = {"patient_name", "patient_id", "patient_birth_date", "patient_address", "other_patient_ids"}
+    for df in (metadata, quarantine):
+        assert not phi_columns & {c.lower() for c in df.columns}
+        assert not any("uid" == c.split("_")[-1] or "patient" in c for c in df.columns if c != "transfer_syntax_uid")
+    paths = dm.write_metadata(metadata, quarantine, tmp_path)
+    blob = b"".join(p.read_bytes() for p in paths)
+    dump = json.dumps(metadata.to_dicts() + quarantine.to_dicts(), default=str)
+    for value in FAKE_PHI.values():
+        assert value not in dump
+        assert value.encode() not in blob
+
+
+def test_pool_and_single_process_agree(scanned, raw_dir):
+    metadata, quarantine, _ = scanned
+    single_md, single_q = dm.scan_dicom_folder(raw_dir, workers=1)
+    assert single_md.equals(metadata) and single_q.equals(quarantine)
+
+
+def test_write_metadata_is_atomic_and_checks_schema(scanned, tmp_path):
+    metadata, quarantine, _ = scanned
+    md_path, q_path = dm.write_metadata(metadata, quarantine, tmp_path / "processed")
+    assert pl.read_parquet(md_path).equals(metadata) and pl.read_parquet(q_path).equals(quarantine)
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == ["dicom_metadata.parquet", "quarantine.parquet"]
+    with pytest.raises(ValueError, match="schema"):
+        dm.write_metadata(metadata.drop("path"), quarantine, tmp_path / "other")
+    assert not (tmp_path / "other" / "dicom_metadata.parquet").exists()
+
+
+def test_empty_folder_gives_empty_tables(tmp_path):
+    metadata, quarantine = dm.scan_dicom_folder(tmp_path)
+    assert metadata.height == 0 and quarantine.height == 0
+    assert dict(metadata.schema) == dm.METADATA_SCHEMA
+
+
+# ----------------------------------------------------------------------------- pydicom's test files
+
+
+@pytest.fixture(scope="module")
+def pydicom_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pydicom_raw")
+    names = sorted(PYDICOM_TEST_FILES.glob("*.dcm"))
+    assert len(names) > 50, "pydicom's bundled test files are missing"
+    folder = root / "train_images/1/2"
+    folder.mkdir(parents=True)
+    rel_of: dict[str, str] = {}
+    for i, src in enumerate(names, start=1):
+        shutil.copy(src, folder / f"{i}.dcm")
+        rel_of[src.name] = f"train_images/1/2/{i}.dcm"
+    return root, rel_of
+
+
+def test_pydicom_test_files_never_crash(pydicom_files):
+    root, rel_of = pydicom_files
+    metadata, quarantine = dm.scan_files(rel_of.values(), root, workers=2)
+    row_paths, bad_paths = list(metadata["path"]), list(quarantine["path"])
+    assert sorted(row_paths + bad_paths) == sorted(rel_of.values())  # each file exactly once
+    assert set(quarantine["error_type"]) <= QUARANTINE_TYPES
+    assert all(m for m in quarantine["message"])
+    reason = dict(zip(quarantine["path"], quarantine["error_type"]))
+    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                 "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "CT_small.dcm"):
+        assert rel_of[name] in row_paths, (name, reason.get(rel_of[name]))
+    expected_reasons = {
+        "MR_truncated.dcm": "truncated",
+        "rtplan.dcm": "missing_tags",
+        "rtdose.dcm": "unsupported_pixel_layout",  # 15 frames
+        "no_meta.dcm": "not_dicom",
+    }
+    for name, error_type in expected_reasons.items():
+        assert reason[rel_of[name]] == error_type, name
+    small = metadata.filter(pl.col("path") == rel_of["MR_small.dcm"]).row(0, named=True)
+    ref = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+    assert (small["rows"], small["columns"]) == (ref.Rows, ref.Columns)
+    assert [small["ipp_x"], small["ipp_y"], small["ipp_z"]] == [float(v) for v in ref.ImagePositionPatient]
+    assert [small["pixel_spacing_row"], small["pixel_spacing_col"]] == [float(v) for v in ref.PixelSpacing]
+
+
+def test_fast_header_path_matches_dcmread(pydicom_files):
+    root, rel_of = pydicom_files
+
+    def outcome(rel: str, fast: bool):
+        try:
+            return dm.read_header_row(root / rel, rel, fast=fast)
+        except dm.QuarantineError as exc:
+            return exc.error_type
+
+    for name, rel in rel_of.items():
+        assert outcome(rel, True) == outcome(rel, False), name
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "MR_small_bigendian.dcm"])
+def test_lossless_decoding_matches_uncompressed(name):
+    reference = dm.read_pixels(get_testdata_file("MR_small.dcm"))
+    pixels = dm.read_pixels(get_testdata_file(name))
+    assert pixels.dtype == np.float32 and pixels.shape == (64, 64)
+    np.testing.assert_array_equal(pixels, reference)
+
+
+def test_jpeg_baseline_decodes_close_to_lossless_copy():
+    lossy = dm.read_pixels(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))  # JPEG baseline (1.2.840.10008.1.2.4.50)
+    lossless = dm.read_pixels(get_testdata_file("SC_rgb_rle.dcm"))
+    assert lossy.shape == lossless.shape == (100, 100, 3)
+    assert np.abs(lossy - lossless).mean() < 3.0
+
+
+@pytest.mark.parametrize("name, shape", [("JPEG2000.dcm", (1024, 256)), ("JPEGLSNearLossless_16.dcm", (50, 10))])
+def test_lossy_jpeg2000_and_jpegls_decode(name, shape):
+    pixels = dm.read_pixels(get_testdata_file(name))
+    assert pixels.shape == shape and pixels.dtype == np.float32 and np.ptp(pixels) > 0
+
+
+@pytest.mark.parametrize("uid, plugin", [
+    (pydicom.uid.JPEGBaseline8Bit, "pylibjpeg"),
+    (pydicom.uid.JPEG2000Lossless, "pylibjpeg"),
+    (pydicom.uid.JPEG2000, "pylibjpeg"),
+    (pydicom.uid.RLELossless, "pylibjpeg"),
+    (pydicom.uid.JPEGLSLossless, "pyjpegls"),
+    (pydicom.uid.JPEGLSNearLossless, "pyjpegls"),
+])
+def test_decoder_plugins_are_picked_up(uid, plugin):
+    assert plugin in pydicom.pixels.get_decoder(uid).available_plugins
+
+
+def test_rescale_and_monochrome1_inversion(tmp_path):
+    raw = np.array([[0, 100], [200, 300]], dtype=np.uint16)
+    path = write_mr(tmp_path / "m1.dcm", size=(2, 2), pixels=raw, photometric="MONOCHROME1",
+                    RescaleSlope=2.0, RescaleIntercept=-10.0)
+    rescaled = raw.astype(np.float32) * 2 - 10  # [-10, 190, 390, 590]
+    expected = rescaled.max() + rescaled.min() - rescaled
+    np.testing.assert_array_equal(dm.read_pixels(path), expected)
+    plain = write_mr(tmp_path / "m2.dcm", size=(2, 2), pixels=raw)
+    np.testing.assert_array_equal(dm.read_pixels(plain), raw.astype(np.float32))

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from lss_pipeline.core.models import (
+    adapt_conv_weight,
+    count_macs,
+    count_parameters,
+    create_model,
+    load_pretrained,
+    resolve_timm_name,
+)
+from lss_pipeline.core.settings import PROFILES
+
+
+@pytest.mark.parametrize("arch", ["convnext", "resnet", "swin"])
+def test_demo_architectures_give_three_logits_at_five_slices(arch):
+    torch.manual_seed(0)
+    model = create_model(arch, in_chans=5, img_size=64).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 5, 64, 64))
+    assert logits.shape == (2, 3)
+    assert torch.isfinite(logits).all()
+    assert count_parameters(model) > 100_000
+    macs = count_macs(model, (1, 5, 64, 64))
+    assert macs > 1_000_000
+
+
+def test_profile_names_resolve():
+    assert resolve_timm_name("convnext", "full") == "convnext_tiny"
+    assert resolve_timm_name("resnet", "full") == "resnet50"
+    assert resolve_timm_name("swin", "full") == "swin_tiny_patch4_window7_224"
+    assert resolve_timm_name("resnet18") == "resnet18"
+    assert set(PROFILES["demo"].models) == {"convnext", "resnet", "swin"}
+    with pytest.raises(ValueError, match="unknown model name"):
+        create_model("not_a_model_at_all", in_chans=5)
+
+
+def test_count_macs_counts_multiply_adds_not_flops():
+    # ResNet-18 at 224x224x3 is 1.82 G multiply-adds (3.6 GFLOPs if each counted twice).
+    model = create_model("resnet18", in_chans=3, num_classes=1000)
+    assert count_macs(model, (1, 3, 224, 224)) / 1e9 == pytest.approx(1.82, rel=0.02)
+
+
+def test_pretrained_from_local_file_adapts_first_conv_and_drops_head(tmp_path):
+    torch.manual_seed(1)
+    rgb = create_model("resnet18", in_chans=3, num_classes=1000)
+    path = tmp_path / "resnet18_rgb.pth"
+    torch.save(rgb.state_dict(), path)
+
+    torch.manual_seed(2)
+    fresh_fc = create_model("resnet18", in_chans=5, num_classes=3).fc.weight.detach().clone()
+    torch.manual_seed(2)
+    model = create_model("resnet18", in_chans=5, num_classes=3, pretrained_path=path)
+
+    torch.testing.assert_close(model.conv1.weight, adapt_conv_weight(rgb.conv1.weight, 5))
+    # A gray image repeated on every channel gives the RGB model's first-conv response.
+    torch.testing.assert_close(model.conv1.weight.sum(1), rgb.conv1.weight.sum(1))
+    torch.testing.assert_close(model.layer3[0].conv1.weight, rgb.layer3[0].conv1.weight)
+    torch.testing.assert_close(model.fc.weight, fresh_fc)  # head left at its init
+
+
+def test_pretrained_with_wrong_body_shape_is_an_error_naming_the_key(tmp_path):
+    state = create_model("resnet18", in_chans=3, num_classes=3).state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
+    path = tmp_path / "bad.pth"
+    torch.save({"state_dict": state}, path)
+    model = create_model("resnet18", in_chans=3, num_classes=3)
+    with pytest.raises(ValueError, match="layer1.0.conv1.weight"):
+        load_pretrained(model, path)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_pretrained(model, tmp_path / "missing.pth")

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    SkipReason,
+    build_schedule_context,
+    instance_for_test,
+)
+
+from lss_pipeline import schedules
+from lss_pipeline.core import label_watch
+from lss_pipeline.core.constants import COORDINATES_CSV, SERIES_CSV, TRAIN_CSV
+from lss_pipeline.schedules import periodic_retrain_schedule, retrain_cron
+from lss_pipeline.sensors import CODE_VERSION_TAG, LABELS_HASH_TAG
+
+
+def write_labels(raw: Path) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / TRAIN_CSV).write_text("study_id,spinal_canal_stenosis_l1_l2\n1,Severe\n")
+    (raw / COORDINATES_CSV).write_text(
+        "study_id,series_id,instance_number,condition,level,x,y\n1,2,3,Spinal Canal Stenosis,L1/L2,4.0,5.0\n"
+    )
+    (raw / SERIES_CSV).write_text("study_id,series_id,series_description\n1,2,Sagittal T2/STIR\n")
+
+
+@pytest.fixture
+def raw_dir(tmp_path, monkeypatch) -> Path:
+    raw = tmp_path / "raw"
+    monkeypatch.setenv("LSS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LSS_RAW_DIR", str(raw))
+    monkeypatch.setattr(label_watch, "_pause", lambda seconds: None)
+    write_labels(raw)
+    return raw
+
+
+@pytest.fixture
+def instance():
+    # A real (temp-dir) instance: the schedule context needs an instance reference.
+    with instance_for_test() as inst:
+        yield inst
+
+
+def add_retrain_run(instance: DagsterInstance, status: DagsterRunStatus, tags: dict[str, str]) -> DagsterRun:
+    run = DagsterRun(job_name="retrain_job", run_id=str(uuid.uuid4()), status=status, tags=tags)
+    return instance.add_run(run)
+
+
+def evaluate(instance: DagsterInstance):
+    context = build_schedule_context(instance=instance)
+    return periodic_retrain_schedule.evaluate_tick(context)
+
+
+def current_tags(raw: Path) -> dict[str, str]:
+    snapshot = label_watch.read_label_snapshot(raw, settle_seconds=0)
+    return {LABELS_HASH_TAG: snapshot.labels_hash, CODE_VERSION_TAG: label_watch.code_version()}
+
+
+def test_schedule_definition_contract():
+    assert periodic_retrain_schedule.name == "periodic_retrain_schedule"
+    assert periodic_retrain_schedule.job_name == "retrain_job"
+    assert periodic_retrain_schedule.default_status == DefaultScheduleStatus.STOPPED
+    assert periodic_retrain_schedule.cron_schedule == "0 3 * * 1"
+
+
+def test_cron_from_env_and_rejects_garbage():
+    assert retrain_cron({}) == "0 3 * * 1"
+    assert retrain_cron({"LSS_RETRAIN_CRON": "15 2 * * *"}) == "15 2 * * *"
+    with pytest.raises(ValueError, match="LSS_RETRAIN_CRON"):
+        retrain_cron({"LSS_RETRAIN_CRON": "weekly"})
+
+
+def test_requests_when_no_successful_retrain_yet(raw_dir, instance):
+    # A failed run with the same tags does not count as a successful retraining.
+    add_retrain_run(instance, DagsterRunStatus.FAILURE, current_tags(raw_dir))
+    result = evaluate(instance)
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert isinstance(request, RunRequest) and request.job_name == "retrain_job"
+    assert request.tags[LABELS_HASH_TAG] == current_tags(raw_dir)[LABELS_HASH_TAG]
+
+
+def test_skips_when_labels_and_code_unchanged_since_last_success(raw_dir, instance):
+    last = add_retrain_run(instance, DagsterRunStatus.SUCCESS, current_tags(raw_dir))
+    result = evaluate(instance)
+    assert not result.run_requests
+    assert "unchanged" in result.skip_message and last.run_id in result.skip_message
+
+
+def test_requests_when_labels_changed(raw_dir, instance):
+    add_retrain_run(instance, DagsterRunStatus.SUCCESS, current_tags(raw_dir))
+    with (raw_dir / TRAIN_CSV).open("a") as handle:
+        handle.write("2,Moderate\n")
+    result = evaluate(instance)
+    assert len(result.run_requests) == 1
+    assert result.run_requests[0].tags[LABELS_HASH_TAG] == current_tags(raw_dir)[LABELS_HASH_TAG]
+
+
+def test_requests_when_code_changed(raw_dir, instance, monkeypatch):
+    add_retrain_run(instance, DagsterRunStatus.SUCCESS, current_tags(raw_dir))
+    monkeypatch.setattr(schedules, "code_version", lambda: "f" * 64)
+    result = evaluate(instance)
+    assert len(result.run_requests) == 1
+    assert result.run_requests[0].tags[CODE_VERSION_TAG] == "f" * 64
+
+
+def test_only_latest_success_counts(raw_dir, instance):
+    tags = current_tags(raw_dir)
+    add_retrain_run(instance, DagsterRunStatus.SUCCESS, tags)
+    # A later successful retraining on other labels: the current files differ from it.
+    add_retrain_run(instance, DagsterRunStatus.SUCCESS, {**tags, LABELS_HASH_TAG: "0" * 64})
+    result = evaluate(instance)
+    assert len(result.run_requests) == 1
+
+
+def test_missing_labels_skip(raw_dir, instance):
+    (raw_dir / TRAIN_CSV).unlink()
+    result = evaluate(instance)
+    assert not result.run_requests and TRAIN_CSV in result.skip_message
