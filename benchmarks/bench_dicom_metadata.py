@@ -11,7 +11,8 @@ times, in one run and on the same files:
 (c) plain reads of the same files' bytes (``Path.read_bytes`` loop, one process).
 
 Page cache: dropping OS caches needs root, so every file is read once before timing
-and all three run warm. Each variant runs --repeats times; the best time counts.
+and all three run warm. Each variant runs --repeats times, interleaved round by round
+so that load from other processes hits all of them alike; the best time counts.
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ def raw_read(raw_dir: Path, rel_paths: list[str]) -> int:
     return sum(len((raw_dir / rel).read_bytes()) for rel in rel_paths)
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
+def best_times(variants: dict[str, object], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Best wall time per variant; rounds interleave the variants so load swings hit all alike."""
+    best = {name: float("inf") for name in variants}
+    results: dict[str, object] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         n_bytes = raw_read(raw_dir, rel_paths)  # warm the page cache for all three variants
         workers = args.workers or os.cpu_count() or 1
 
-        t_raw, _ = best_time(lambda: raw_read(raw_dir, rel_paths), args.repeats)
-        t_scan, (metadata, quarantine) = best_time(lambda: scan_dicom_folder(raw_dir, workers=workers), args.repeats)
-        t_scan1, _ = best_time(lambda: scan_dicom_folder(raw_dir, workers=1), args.repeats)
-        t_naive, naive = best_time(lambda: naive_scan(raw_dir, rel_paths), args.repeats)
+        times, results = best_times({
+            "raw": lambda: raw_read(raw_dir, rel_paths),
+            "scan": lambda: scan_dicom_folder(raw_dir, workers=workers),
+            "scan1": lambda: scan_dicom_folder(raw_dir, workers=1),
+            "naive": lambda: naive_scan(raw_dir, rel_paths),
+        }, args.repeats)
+    t_raw, t_scan, t_scan1, t_naive = times["raw"], times["scan"], times["scan1"], times["naive"]
+    (metadata, quarantine), naive = results["scan"], results["naive"]
 
     rate = {name: n_files / t for name, t in
             (("scan", t_scan), ("scan1", t_scan1), ("naive", t_naive), ("raw", t_raw))}

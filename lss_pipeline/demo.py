@@ -54,7 +54,9 @@ def run_demo(
     archs=ARCHITECTURES,
     categories=CATEGORIES,
     say: Callable[[str], None] = print,
+    run_config: dict | None = None,
 ) -> dict:
+    """Materialize the graph in order. ``run_config``: asset name → its config, for every run of it."""
     from lss_pipeline.definitions import ASSET_CHECKS, ASSETS, default_resources
 
     started = time.monotonic()
@@ -68,9 +70,11 @@ def run_demo(
         step_started = time.monotonic()
         label = ", ".join(names) + (f" [{partition_key}]" if partition_key else "")
         say(f"[{number}/{len(steps)}] {label} …")
+        ops_config = {name: {"config": run_config[name]} for name in names if run_config and name in run_config}
         result = materialize(
             [*ASSETS, *ASSET_CHECKS],
             selection=AssetSelection.assets(*names),
+            run_config={"ops": ops_config} if ops_config else None,
             partition_key=partition_key,
             instance=instance,
             resources=resources,

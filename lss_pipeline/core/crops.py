@@ -48,6 +48,7 @@ from lss_pipeline.core.geometry import (
 
 PixelReader = Callable[[Path], np.ndarray]
 
+STUDIES_PER_WORKER = 16
 LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.0
 
@@ -365,14 +366,27 @@ def prepare_tasks(
     return tasks
 
 
+_POOL_PRELOAD = ["lss_pipeline.core.crops", "lss_pipeline.core.dicom_metadata"]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver with the crop modules preloaded: workers fork from a clean single-threaded
+    server (safe when the caller runs threads, e.g. torch or Dagster) and skip re-importing
+    numpy/cv2/pydicom and the caller's ``__main__``, which spawn pays once per worker."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_POOL_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _run_tasks(tasks: list[_StudyTask], workers: int) -> Iterator[_StudyOutput]:
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield _crop_study(task)
         return
-    # spawn: safe when the parent holds threads (torch, Dagster); results come back in task order.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        # map keeps task order, so crop order does not depend on scheduling.
         yield from pool.map(_crop_study, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
 
 
@@ -394,7 +408,8 @@ def build_level_crops(
 ) -> CropResult:
     """Build ``crops.npy``, ``index.parquet``, ``skipped.parquet`` and ``samples.png`` in ``out_dir``.
 
-    ``workers``: processes (None: min(CPU count, studies, 8); 0 or 1: in this process).
+    ``workers``: processes (None: min(CPU count, 8, studies // 16), so small sets run in this
+    process; 0 or 1: in this process).
     ``progress(done_studies, total_studies)`` is called after each study. ``reader`` decodes one
     DICOM path to a float32 array (default ``dicom_metadata.read_pixels``); it must be picklable.
     """
@@ -405,7 +420,9 @@ def build_level_crops(
         category, metadata, labels, Path(raw_dir), crop_mm=crop_mm, crop_px=crop_px, slices=slices, reader=reader,
     )
     if workers is None:
-        workers = max(1, min(os.cpu_count() or 1, len(tasks), 8))
+        # A spawned worker spends ~1-3 s importing numpy/cv2/pydicom: only worth it with
+        # enough studies to share out (about 16 per worker).
+        workers = max(1, min(os.cpu_count() or 1, 8, len(tasks) // STUDIES_PER_WORKER))
     n_max = sum(len(t.labels) for t in tasks)
     t_prepared = time.perf_counter()
 

@@ -20,6 +20,8 @@ Only the tags listed in ``_HEADER_TAGS`` are ever parsed, so no patient-identify
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import os
 import re
@@ -33,7 +35,6 @@ import numpy as np
 import polars as pl
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import data_element_generator
 from pydicom.uid import UID
 
 from lss_pipeline.core import atomic
@@ -122,13 +123,21 @@ _REQUIRED_TAGS: tuple[str, ...] = (
     "ImageOrientationPatient",
 )
 _PIXEL_DATA_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
-_LONG_HEADER_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"}
+_LONG_HEADER_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"})
+# Explicit VRs with a 2-byte length; anything else sends the file to dcmread.
+_VRS = frozenset(v.encode() for v in (
+    "AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST SV TM UI UL US UV"
+).split())
 _ITEM_TAG = (0xFFFE, 0xE000)
 _SEQ_DELIM_TAG = (0xFFFE, 0xE0DD)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _MAX_FRAGMENTS = 1_000_000
-_META_HEADER = struct.Struct("<HH2sH")
-_UINT32_LE = struct.Struct("<L")
+_ITEM = 0xFFFEE000
+_ITEM_DELIM = 0xFFFEE00D
+_SEQ_DELIM = 0xFFFEE0DD
+_MAX_DEPTH = 16
+_READ_AHEAD = 8192
+_US_LE, _US_BE = struct.Struct("<H"), struct.Struct(">H")
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -201,17 +210,17 @@ def _raw_header(elements: Mapping[int, object], little_endian: bool) -> dict[str
     US tags become ints; string tags become lists of stripped strings. Empty values are left out.
     """
     header: dict[str, int | list[str]] = {}
-    us_format = "<H" if little_endian else ">H"
-    for tag, (keyword, vr) in _HEADER_TAGS.items():
-        elem = elements.get(tag)
-        value = None if elem is None else elem.value
+    us_unpack = _US_LE.unpack_from if little_endian else _US_BE.unpack_from
+    for tag, elem in elements.items():
+        keyword, vr = _HEADER_TAGS[tag]
+        value = elem if elem is None or isinstance(elem, bytes) else elem.value
         if value is None:
             continue
         if isinstance(value, bytes):
             if vr == "US":
                 if len(value) < 2:
                     continue
-                header[keyword] = struct.unpack(us_format, value[:2])[0]
+                header[keyword] = us_unpack(value)[0]
                 continue
             text = value.decode("latin-1").strip(" \x00")
             if text:
@@ -233,7 +242,7 @@ def _numbers(header: dict, keyword: str, count: int) -> list[float]:
         out = [float(v) for v in values]
     except ValueError as exc:
         raise QuarantineError("bad_geometry", f"{keyword} is not numeric: {values}") from exc
-    if not all(math.isfinite(v) for v in out):
+    if not math.isfinite(sum(out)):  # nan and inf propagate through the sum
         raise QuarantineError("bad_geometry", f"{keyword} is not finite: {values}")
     return out
 
@@ -254,12 +263,12 @@ def _expected_pixel_bytes(rows: int, columns: int, frames: int, samples: int, bi
 
 
 def _check_pixel_data(
-    fp, file_size: int, pixel_offset: int, implicit: bool, little: bool, ts: UID, expected: int
+    read_at: Callable[[int, int], bytes], file_size: int, pixel_offset: int, implicit: bool, little: bool,
+    encapsulated: bool, expected: int,
 ) -> None:
     """Cheap truncation check from where the header read stopped (no pixel decoding)."""
     endian = "<" if little else ">"
-    fp.seek(pixel_offset)
-    head = fp.read(12)
+    head = read_at(pixel_offset, 12)
     if len(head) < 8:
         raise QuarantineError("truncated", f"file ends inside the PixelData element header at byte {pixel_offset}")
     group, element = struct.unpack(endian + "HH", head[:4])
@@ -283,7 +292,7 @@ def _check_pixel_data(
                 "truncated",
                 f"{name} needs {max(length, expected)} bytes from offset {value_start}, file has {available}",
             )
-        if not ts.is_encapsulated and length < expected:
+        if not encapsulated and length < expected:
             raise QuarantineError(
                 "unsupported_pixel_layout",
                 f"{name} holds {length} bytes, rows*columns*samples*frames*bits/8 needs {expected}",
@@ -293,8 +302,7 @@ def _check_pixel_data(
     # Encapsulated: walk item headers (seek, no decoding) to the sequence delimiter.
     pos = value_start
     for _ in range(_MAX_FRAGMENTS):
-        fp.seek(pos)
-        item = fp.read(8)
+        item = read_at(pos, 8)
         if len(item) < 8:
             raise QuarantineError("truncated", f"encapsulated {name} ends at byte {pos} without a sequence delimiter")
         tag = struct.unpack("<HH", item[:4])
@@ -316,52 +324,177 @@ def _has_decoder(ts: UID) -> bool:
         return False
 
 
-def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return tag in _PIXEL_DATA_TAGS
+class _Unusual(Exception):
+    """The fast walker met something it leaves to pydicom."""
 
 
-def _fast_header(fp) -> tuple[UID, bool, bool, dict[int, object]] | None:
-    """Header elements of a plain Part-10 file, without building pydicom Datasets.
+class _HeaderWalker:
+    """Walks a Part-10 file's elements up to PixelData on a read-ahead buffer.
 
-    Parses the group-2 meta for the transfer syntax, then runs pydicom's own element
-    generator over the dataset up to PixelData, keeping ``_HEADER_TAGS`` only. About 3x
-    cheaper than ``dcmread``. Returns None for anything unusual (no 'DICM', deflate, odd
-    meta, any error); the caller then falls back to ``dcmread``, which classifies it.
+    No pydicom objects: a struct unpack per element, a seek past every value it does not
+    need. Undefined-length sequences are skipped item by item, as pydicom does; anything
+    odd (bad VR, undefined-length UN, running past the end) raises ``_Unusual``.
+    """
+
+    __slots__ = ("fp", "size", "buf", "base", "implicit", "explicit_head", "implicit_head", "ulong")
+
+    def __init__(self, fp, size: int) -> None:
+        self.fp, self.size = fp, size
+        self.buf, self.base = fp.read(_READ_AHEAD), 0
+        self.set_encoding(implicit=False, little=True)
+
+    def set_encoding(self, implicit: bool, little: bool) -> None:
+        endian = "<" if little else ">"
+        self.implicit = implicit
+        self.explicit_head = struct.Struct(endian + "HH2sH")
+        self.implicit_head = struct.Struct(endian + "HHL")
+        self.ulong = struct.Struct(endian + "L")
+
+    def bytes_at(self, pos: int, n: int) -> bytes:
+        off = pos - self.base
+        if off < 0 or off + n > len(self.buf):
+            self.fp.seek(pos)
+            self.buf, self.base, off = self.fp.read(max(n, _READ_AHEAD)), pos, 0
+        return self.buf[off:off + n]
+
+    def element(self, pos: int) -> tuple[int, bytes | None, int, int]:
+        """(tag, VR or None, value length, value start) of the element header at pos."""
+        buf, off = self.buf, pos - self.base
+        if off < 0 or off + 12 > len(buf):
+            self.fp.seek(pos)
+            self.buf, self.base, buf, off = (chunk := self.fp.read(_READ_AHEAD)), pos, chunk, 0
+        available = len(buf) - off
+        if available < 8:
+            raise _Unusual("element header cut short")
+        if self.implicit:
+            group, elem, length = self.implicit_head.unpack_from(buf, off)
+            return (group << 16) | elem, None, length, pos + 8
+        group, elem, vr, short_length = self.explicit_head.unpack_from(buf, off)
+        if group == 0xFFFE:  # item and delimiter tags carry no VR
+            return (group << 16) | elem, None, self.ulong.unpack_from(buf, off + 4)[0], pos + 8
+        if vr in _LONG_HEADER_VRS:
+            if available < 12:
+                raise _Unusual("element header cut short")
+            return (group << 16) | elem, vr, self.ulong.unpack_from(buf, off + 8)[0], pos + 12
+        if not (vr.isalpha() and vr.isupper()):
+            raise _Unusual(f"bad VR {vr!r}")
+        return (group << 16) | elem, vr, short_length, pos + 8
+
+    def walk(self, pos: int, elements: dict[int, bytes] | None, depth: int = 0) -> int:
+        """From pos to PixelData (depth 0, returns its offset) or an item delimiter (returns past it).
+
+        The hot loop of the scan: element headers are unpacked straight from the buffer.
+        """
+        size, implicit = self.size, self.implicit
+        explicit_unpack, implicit_unpack = self.explicit_head.unpack_from, self.implicit_head.unpack_from
+        ulong_unpack = self.ulong.unpack_from
+        buf, base = self.buf, self.base
+        while True:
+            if pos >= size:
+                if depth == 0 and pos == size:
+                    return pos  # no pixel data
+                raise _Unusual("element runs past the end of the file")
+            off = pos - base
+            if off < 0 or off + 12 > len(buf):
+                self.fp.seek(pos)
+                self.buf, self.base = buf, base = self.fp.read(_READ_AHEAD), pos
+                off = 0
+                if len(buf) < 8:
+                    raise _Unusual("element header cut short")
+            if implicit:
+                group, elem, length = implicit_unpack(buf, off)
+                vr, start = None, pos + 8
+            else:
+                group, elem, vr, length = explicit_unpack(buf, off)
+                if group == 0xFFFE:  # item and delimiter tags carry no VR
+                    vr, length, start = None, ulong_unpack(buf, off + 4)[0], pos + 8
+                elif vr in _LONG_HEADER_VRS:
+                    if len(buf) - off < 12:
+                        raise _Unusual("element header cut short")
+                    length, start = ulong_unpack(buf, off + 8)[0], pos + 12
+                elif vr in _VRS:
+                    start = pos + 8
+                else:
+                    raise _Unusual(f"bad VR {vr!r}")
+            tag = (group << 16) | elem
+            if depth == 0 and tag in _PIXEL_DATA_TAGS:
+                return pos
+            if tag == _ITEM_DELIM:
+                return start
+            if length == _UNDEFINED_LENGTH:
+                if vr == b"UN" or depth >= _MAX_DEPTH:
+                    raise _Unusual("undefined-length UN or deep nesting")
+                pos = self.skip_sequence(start, depth + 1)
+                buf, base = self.buf, self.base
+                continue
+            pos = start + length
+            if elements is not None and tag in _HEADER_TAGS:
+                if start - base + length <= len(buf):
+                    elements[tag] = buf[start - base:pos - base]
+                else:
+                    value = self.bytes_at(start, length)
+                    buf, base = self.buf, self.base
+                    if len(value) < length:
+                        raise _Unusual("value cut short")
+                    elements[tag] = value
+
+    def skip_sequence(self, pos: int, depth: int) -> int:
+        while True:
+            tag, _, length, start = self.element(pos)
+            if tag == _SEQ_DELIM:
+                return start
+            if tag != _ITEM:
+                raise _Unusual(f"tag {tag:08X} inside a sequence")
+            pos = self.walk(start, None, depth) if length == _UNDEFINED_LENGTH else start + length
+            if pos > self.size:
+                raise _Unusual("item runs past the end of the file")
+
+
+@functools.lru_cache(maxsize=64)
+def _syntax_flags(ts: str) -> tuple[bool, bool, bool]:
+    """(compressed, deflated, has a decoder) of a transfer syntax; cached, UID properties are slow."""
+    uid = UID(ts)
+    compressed = uid.is_transfer_syntax and uid.is_compressed
+    return compressed, uid.is_transfer_syntax and uid.is_deflated, compressed and _has_decoder(uid)
+
+
+@functools.lru_cache(maxsize=64)
+def _walkable_syntax(transfer_syntax: str) -> tuple[UID, bool, bool] | None:
+    """(UID, implicit VR, little endian) for a syntax the walker reads; None for deflate/unknown."""
+    ts = UID(transfer_syntax)
+    if not ts.is_transfer_syntax or ts.is_deflated:
+        return None
+    return ts, ts.is_implicit_VR, ts.is_little_endian
+
+
+def _fast_header(walker: _HeaderWalker) -> tuple[UID, bool, bool, dict[int, bytes], int] | None:
+    """(transfer syntax, implicit VR, little endian, raw values of _HEADER_TAGS, PixelData offset).
+
+    A pure-struct walk, several times cheaper than ``dcmread``. Returns None for anything
+    unusual (no 'DICM', deflate, unknown syntax, odd encoding, any error); the caller then
+    falls back to ``dcmread``, which reads or classifies the file.
     """
     try:
-        preamble = fp.read(132)
-        if len(preamble) < 132 or preamble[128:] != b"DICM":
+        if walker.buf[128:132] != b"DICM":
             return None
-        transfer_syntax = None
-        while True:
-            head = fp.read(8)
-            if len(head) < 8:
-                return None
-            group, element, vr, short_length = _META_HEADER.unpack(head)
-            if group != 2:
-                fp.seek(-8, os.SEEK_CUR)
+        pos, transfer_syntax = 132, None
+        while True:  # group 2 is always explicit VR little endian
+            tag, vr, length, start = walker.element(pos)
+            if tag >> 16 != 0x0002:
                 break
-            if not vr.isalpha() or not vr.isupper():
-                return None  # implicit-VR meta: let dcmread cope
-            length = _UINT32_LE.unpack(fp.read(4))[0] if vr in _LONG_HEADER_VRS else short_length
             if length == _UNDEFINED_LENGTH:
                 return None
-            value = fp.read(length)
-            if element == 0x0010:
-                transfer_syntax = value.decode("ascii").strip(" \x00")
-        if not transfer_syntax:
+            if tag == 0x00020010:
+                transfer_syntax = walker.bytes_at(start, length).decode("ascii").strip(" \x00")
+            pos = start + length
+        encoding = _walkable_syntax(transfer_syntax) if transfer_syntax else None
+        if encoding is None:
             return None
-        ts = UID(transfer_syntax)
-        if not ts.is_transfer_syntax or ts.is_deflated:
-            return None
-        implicit, little = ts.is_implicit_VR, ts.is_little_endian
-        elements = {
-            int(raw.tag): raw
-            for raw in data_element_generator(
-                fp, implicit, little, stop_when=_at_pixel_data, specific_tags=_SPECIFIC_TAGS
-            )
-        }
-        return ts, implicit, little, elements
+        ts, implicit, little = encoding
+        walker.set_encoding(implicit, little)
+        elements: dict[int, bytes] = {}
+        pixel_offset = walker.walk(pos, elements)
+        return ts, implicit, little, elements, pixel_offset
     except Exception:  # noqa: BLE001 - the dcmread fallback names the problem
         return None
 
@@ -396,21 +529,23 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
     ``fast=False`` always goes through ``dcmread`` (used by tests to check both paths agree).
     """
     _, study_id, series_id, instance_number = parse_image_path(rel_path)
-    with open(path, "rb") as fp:
+    with open(path, "rb", buffering=0) as fp:
         file_size = os.fstat(fp.fileno()).st_size
-        parsed = _fast_header(fp) if fast else None
+        walker = _HeaderWalker(fp, file_size)
+        parsed = _fast_header(walker) if fast else None
         if parsed is not None:
-            ts, implicit_vr, little_endian, elements = parsed
+            ts, implicit_vr, little_endian, elements, header_end = parsed
         else:
             fp.seek(0)
-            ds = _read_dataset(fp)
+            reader = io.BufferedReader(fp)  # pydicom makes many small reads
+            ds = _read_dataset(reader)
             try:
                 ts = _transfer_syntax(ds)
                 implicit_vr, little_endian = ds.original_encoding
             except Exception as exc:  # noqa: BLE001
                 raise QuarantineError("read_error", f"cannot tell the transfer syntax: {exc}") from exc
             elements = {tag: ds.get_item(tag) for tag in _HEADER_TAGS if tag in ds}
-        header_end = fp.tell()
+            header_end = reader.tell()  # dcmread leaves the file at the PixelData element
         header = _raw_header(elements, little_endian)
         missing = [k for k in _REQUIRED_TAGS if k not in header]
         if missing:
@@ -445,12 +580,15 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
 
         if header_end >= file_size:
             raise QuarantineError("no_pixel_data", "the header ends without a PixelData element")
-        if ts.is_compressed and not _has_decoder(ts):
+        compressed, deflated, decodable = _syntax_flags(str(ts))
+        if compressed and not decodable:
             raise QuarantineError("unsupported_transfer_syntax", f"no installed decoder for {ts} ({ts.name})")
         # Deflated: positions refer to the inflated stream, and pydicom has read it whole.
-        if not ts.is_deflated:
+        if not deflated:
             expected = _expected_pixel_bytes(rows, columns, frames, samples, bits_allocated)
-            _check_pixel_data(fp, file_size, header_end, implicit_vr, little_endian, ts, expected)
+            _check_pixel_data(
+                walker.bytes_at, file_size, header_end, implicit_vr, little_endian, compressed, expected
+            )
 
     instance_tag = _optional_number(header, "InstanceNumber")
     modality = header.get("Modality")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import mlflow
+import mlflow.pytorch
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -117,8 +118,6 @@ def log_and_register_model(
     """
     if mlflow.active_run() is None:
         raise RuntimeError("log_and_register_model needs an active MLflow run (use start_run)")
-    import mlflow.pytorch
-
     if pip_requirements is None:
         import timm
         import torch

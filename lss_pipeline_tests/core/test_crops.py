@@ -328,3 +328,170 @@ def test_bad_arguments_fail_with_a_clear_error(shuffled_sagittal, tmp_path):
     with pytest.raises(ValueError, match="pixel_spacing_row"):
         build_level_crops("scs", meta.drop("pixel_spacing_row"), labels, None, raw, tmp_path, crop_mm=8, crop_px=8,
                           reader=np.load)
+
+
+# ----------------------------------------------------------------------------- synthetic RSNA set
+
+SYNTH_CROP_MM, SYNTH_CROP_PX = 40.0, 32
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """10 synthetic studies with every fault kind, balanced classes, shuffled instance order."""
+    synth_mod = pytest.importorskip("lss_pipeline.core.synth")
+    from lss_pipeline.core.dicom_metadata import scan_dicom_folder
+    from lss_pipeline.core.labels import build_labels
+    from lss_pipeline.core.splits import make_splits
+
+    root = tmp_path_factory.mktemp("synth_crops")
+    raw = root / "raw"
+    synth_mod.generate_dataset(
+        raw, n_studies=10, seed=5, faults=True, n_test_studies=0, workers=2, rows=96, voxel_mm=1.0,
+        shuffled_order_rate=1.0, class_shares={c: (0.4, 0.3, 0.3) for c in constants.CATEGORIES},
+    )
+    metadata, _ = scan_dicom_folder(raw)
+    labels, _ = build_labels(raw)
+    splits = make_splits(labels, n_folds=3, seed=0)
+    results = {
+        cat: build_level_crops(cat, metadata, labels, splits, raw, root / "crops" / cat,
+                               crop_mm=SYNTH_CROP_MM, crop_px=SYNTH_CROP_PX, slices=5, workers=1)
+        for cat in constants.CATEGORIES
+    }
+    return {"raw": raw, "root": root, "metadata": metadata, "labels": labels, "splits": splits,
+            "results": results, "manifest": synth_mod.read_manifest(raw)}
+
+
+def _measure(category: str, crops: np.ndarray) -> np.ndarray:
+    """The graded anatomy on each crop's labelled (middle) slice, by the phantom's own rulers."""
+    from lss_pipeline.core.synth import canal_ap_mm, foramen_fat_mm2, recess_area_mm2
+
+    ruler = {"scs": canal_ap_mm, "nfs": foramen_fat_mm2, "sbs": recess_area_mm2}[category]
+    mm = SYNTH_CROP_MM / SYNTH_CROP_PX
+    c = SYNTH_CROP_PX / 2
+    mid = crops.shape[1] // 2
+    return np.array([ruler(crop[mid].astype(np.float32), c, c, (mm, mm)) for crop in crops])
+
+
+def _auc(normal: np.ndarray, severe: np.ndarray) -> float:
+    """P(measure of a normal crop > measure of a severe one); ties count half."""
+    diff = normal[:, None] - severe[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def _crops_and_index(result):
+    return np.load(result.paths["crops"]).astype(np.float32), pl.read_parquet(result.paths["index"])
+
+
+@pytest.mark.parametrize("category", constants.CATEGORIES)
+def test_synthetic_severe_crops_show_the_graded_anatomy(synth, category):
+    crops, index = _crops_and_index(synth["results"][category])
+    measure = _measure(category, crops)
+    labels = index["label"].to_numpy()
+    normal, severe = measure[labels == 0], measure[labels == 2]
+    assert len(normal) >= 5 and len(severe) >= 5
+    # Canal diameter / foraminal fat / recess CSF shrink with severity (label noise allowed).
+    assert severe.mean() < 0.7 * normal.mean(), (normal.mean(), severe.mean())
+    assert _auc(normal, severe) > 0.85
+
+
+def _rebuild(synth, category, labels, name):
+    return build_level_crops(category, synth["metadata"], labels, synth["splits"], synth["raw"],
+                             synth["root"] / name / category, crop_mm=SYNTH_CROP_MM, crop_px=SYNTH_CROP_PX,
+                             slices=5, workers=1)
+
+
+def _paired(right, wrong):
+    """Crops of rows present in both runs, aligned by row_id."""
+    (rc, ri), (wc, wi) = _crops_and_index(right), _crops_and_index(wrong)
+    common = ri.join(wi.select("row_id", pl.col("crop_index").alias("wrong_index")), on="row_id")
+    return rc[common["crop_index"].to_numpy()], wc[common["wrong_index"].to_numpy()], common["label"].to_numpy()
+
+
+def test_synthetic_swapped_xy_gives_other_crops_without_the_signal(synth):
+    swapped = synth["labels"].with_columns(x=pl.col("y"), y=pl.col("x"))
+    wrong = _rebuild(synth, "scs", swapped, "swapped_xy")
+    right_crops, wrong_crops, labels = _paired(synth["results"]["scs"], wrong)
+    assert len(labels) >= 20
+    per_crop = np.abs(right_crops - wrong_crops).mean(axis=(1, 2, 3))
+    assert (per_crop > 0.05).mean() > 0.9
+    m = _measure("scs", wrong_crops)
+    assert _auc(m[labels == 0], m[labels == 2]) < 0.8
+
+
+def test_synthetic_wrong_side_gives_other_crops_without_the_signal(synth):
+    # Give every left row the right row's coordinate and vice versa (same study and level).
+    labels = synth["labels"]
+    coords = ["series_id", "instance_number", "x", "y"]
+    mirrored = labels.join(
+        labels.filter(pl.col("side").is_not_null()).select(
+            "study_id", "category", "level", pl.when(pl.col("side") == "left").then(pl.lit("right"))
+            .otherwise(pl.lit("left")).alias("side"), *[pl.col(c).alias(f"{c}_other") for c in coords]),
+        on=["study_id", "category", "level", "side"], how="left",
+    ).with_columns([pl.col(f"{c}_other").alias(c) for c in coords]).drop([f"{c}_other" for c in coords])
+    for category in ("nfs", "sbs"):
+        wrong = _rebuild(synth, category, mirrored, "wrong_side")
+        right_crops, wrong_crops, truth = _paired(synth["results"][category], wrong)
+        assert len(truth) >= 30
+        per_crop = np.abs(right_crops - wrong_crops).mean(axis=(1, 2, 3))
+        assert (per_crop > 0.02).mean() > 0.8, category
+        m = _measure(category, wrong_crops)
+        assert _auc(m[truth == 0], m[truth == 2]) < 0.8, category
+
+
+def test_synthetic_channels_are_in_spatial_order(synth):
+    meta = synth["metadata"].select("series_id", "instance_number", "slice_position")
+    n_not_by_instance = 0
+    for category, result in synth["results"].items():
+        index = pl.read_parquet(result.paths["index"])
+        for row in index.iter_rows(named=True):
+            insts = row["slice_instance_numbers"]
+            pos_of = dict(meta.filter(pl.col("series_id") == row["series_id"]).select(
+                "instance_number", "slice_position").iter_rows())
+            pos = np.array([pos_of[i] for i in insts])
+            steps = np.diff(pos)
+            # Monotone along the normal (zero steps only where the edge slice is replicated).
+            assert np.all(steps >= -1e-6) or np.all(steps <= 1e-6), (category, row["row_id"], insts)
+            assert np.count_nonzero(np.abs(steps) < 1e-6) == row["edge_replicated"]
+            assert insts[len(insts) // 2] == row["instance_number"]
+            n_not_by_instance += insts != sorted(insts) and insts != sorted(insts, reverse=True)
+    assert n_not_by_instance > 0  # shuffled instance numbers really were exercised
+
+
+def test_synthetic_faults_are_skipped_or_handled(synth):
+    faults = {f["kind"]: f for f in synth["manifest"]["faults"]}
+    skipped = pl.concat([r.skipped for r in synth["results"].values()])
+    # The missing series' labels are skipped with a reason, and the run went on.
+    miss = faults["missing_series"]
+    assert skipped.filter(pl.col("study_id") == miss["study_id"])["reason"].unique().to_list() == [SKIP_SERIES_MISSING]
+    off = faults["coordinate_off_image"]
+    assert skipped.filter((pl.col("study_id") == off["study_id"]) & (pl.col("level") == off["level"])
+                          & (pl.col("condition") == off["condition"]))["reason"].to_list() == [SKIP_OUTSIDE_IMAGE]
+    # Two-stack axial series: every crop's slices share the labelled instance's orientation.
+    two = faults["axial_two_stacks"]
+    meta = synth["metadata"].filter(pl.col("series_id") == two["series_id"])
+    normals = {r["instance_number"]: np.array([r["normal_x"], r["normal_y"], r["normal_z"]])
+               for r in meta.iter_rows(named=True)}
+    index = pl.read_parquet(synth["results"]["sbs"].paths["index"]).filter(pl.col("series_id") == two["series_id"])
+    assert index.height > 0
+    assert len({r["stack_id"] for r in index.iter_rows(named=True)}) >= 2
+    for row in index.iter_rows(named=True):
+        n0 = normals[row["instance_number"]]
+        assert all(abs(normals[i] @ n0) > 0.999 for i in row["slice_instance_numbers"]), row["level"]
+    total = sum(r.n_crops for r in synth["results"].values())
+    assert total > 200
+
+
+def test_synthetic_outputs_match_the_contract(synth):
+    result = synth["results"]["scs"]
+    arr = np.load(result.paths["crops"], mmap_mode="r")
+    assert arr.dtype == np.float16 and arr.shape[1:] == (5, SYNTH_CROP_PX, SYNTH_CROP_PX)
+    assert float(arr.min()) >= 0.0 and float(arr.max()) <= 1.0
+    index = pl.read_parquet(result.paths["index"])
+    assert index["crop_index"].to_list() == list(range(arr.shape[0]))
+    for col in ("study_id", "series_id", "instance_number", "row_id", "condition", "side", "level", "label", "fold",
+                "center_x", "center_y", "pixel_spacing_row", "pixel_spacing_col", "window_px_x", "window_px_y",
+                "slice_instance_numbers", "padded"):
+        assert col in index.columns, col
+    assert index["fold"].null_count() == 0
+    assert sum(result.class_counts.values()) == result.n_crops == arr.shape[0]
+    assert result.paths["samples"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

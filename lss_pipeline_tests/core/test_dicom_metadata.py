@@ -292,3 +292,50 @@ def test_rescale_and_monochrome1_inversion(tmp_path):
     np.testing.assert_array_equal(dm.read_pixels(path), expected)
     plain = write_mr(tmp_path / "m2.dcm", size=(2, 2), pixels=raw)
     np.testing.assert_array_equal(dm.read_pixels(plain), raw.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- synthetic set with faults
+
+
+@pytest.fixture(scope="module")
+def synth_faults(tmp_path_factory):
+    synth = pytest.importorskip("lss_pipeline.core.synth", reason="synthetic generator not available")
+    raw = tmp_path_factory.mktemp("synth") / "raw"
+    synth.generate_dataset(raw, n_studies=3, seed=5, faults=True, n_test_studies=1, workers=1,
+                           rows=64, sagittal_slices=7, axial_slices_per_level=2)
+    return raw, synth.read_manifest(raw)
+
+
+def test_synthetic_faults_are_quarantined_and_the_rest_is_sane(synth_faults):
+    raw, manifest = synth_faults
+    expected_type = {"non_dicom_file": "not_dicom", "truncated_dicom": "truncated"}
+    planted = {f["path"]: expected_type[f["kind"]] for f in manifest["faults"] if f["kind"] in expected_type}
+    assert set(planted.values()) == set(expected_type.values()), manifest["faults"]
+    metadata, quarantine = dm.scan_dicom_folder(raw, workers=2)
+    assert dict(zip(quarantine["path"], quarantine["error_type"])) == planted
+    assert metadata.height + quarantine.height == len(dm.list_image_files(raw))
+
+    assert metadata["series_description"].null_count() == 0
+    assert set(metadata["split"]) == {"train", "test"}
+    assert (metadata["rows"] == 64).all() and (metadata["columns"] == 64).all()
+    assert (metadata["pixel_spacing_row"] > 0).all() and (metadata["pixel_spacing_col"] > 0).all()
+    assert (metadata["modality"] == "MR").all() and (metadata["photometric_interpretation"] == "MONOCHROME2").all()
+    assert (metadata["bits_allocated"] == 16).all()
+    normal_norm = (metadata["normal_x"] ** 2 + metadata["normal_y"] ** 2 + metadata["normal_z"] ** 2).sqrt()
+    assert ((normal_norm - 1).abs() < 1e-4).all()
+    sagittal = metadata.filter(pl.col("series_description").str.starts_with("Sagittal"))
+    axial = metadata.filter(pl.col("series_description") == "Axial T2")
+    assert (sagittal["normal_x"].abs() > 0.9).all() and (axial["normal_z"].abs() > 0.7).all()
+    # slices of one series lie at distinct positions along its normal
+    per_series = metadata.group_by("series_id").agg(pl.len(), pl.col("slice_position").n_unique().alias("n_pos"))
+    assert (per_series["len"] == per_series["n_pos"]).all()
+    missing_spacing = [f["path"] for f in manifest["faults"] if f["kind"] == "missing_spacing_tags"]
+    for series_path in missing_spacing:
+        rows = metadata.filter(pl.col("path").str.starts_with(series_path + "/"))
+        assert rows.height > 0 and rows["slice_thickness"].null_count() == rows.height
+
+    one = pydicom.dcmread(raw / metadata["path"][0], stop_before_pixels=True)
+    dump = json.dumps(metadata.to_dicts(), default=str)
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "SOPInstanceUID"):
+        if keyword in one and str(one.get(keyword)):
+            assert str(one.get(keyword)) not in dump, keyword

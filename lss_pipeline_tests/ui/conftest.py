@@ -74,7 +74,7 @@ def browser(chromium_executable):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
     context.set_default_timeout(60_000)
     page = context.new_page()
     try:

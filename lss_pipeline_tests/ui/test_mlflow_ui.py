@@ -14,11 +14,11 @@ EXPERIMENT = "lss-scs"
 RUNS = {
     "convnext-scs-fold0": {
         "params": {"arch": "convnext", "timm_name": "convnext_atto", "loss": "weighted_focal", "epochs": "2"},
-        "metrics": {"val_macro_recall": [0.41, 0.5625], "val_loss": [1.02, 0.87]},
+        "metrics": {"val_macro_recall": [0.41, 0.55], "val_loss": [1.02, 0.87]},
     },
     "resnet-scs-fold0": {
         "params": {"arch": "resnet", "timm_name": "resnet18", "loss": "weighted_ce", "epochs": "2"},
-        "metrics": {"val_macro_recall": [0.37, 0.4375], "val_loss": [1.10, 0.95]},
+        "metrics": {"val_macro_recall": [0.37, 0.45], "val_loss": [1.10, 0.95]},
     },
 }
 
@@ -65,11 +65,26 @@ def mlflow_url(mlflow_store, ui_helpers, tmp_path_factory):
         yield url
 
 
+def close_assistant_panel(page) -> None:
+    """Close MLflow 3's assistant side panel if it is open; it takes a third of the width."""
+    close = page.get_by_role("button", name="Close", exact=True)
+    if close.count():
+        close.first.click()
+
+
 def test_experiment_page_lists_runs_with_params_and_metrics(page, mlflow_url, mlflow_store, artifacts_dir):
     experiment_id = mlflow_store["experiment_id"]
     page.goto(f"{mlflow_url}/#/experiments/{experiment_id}/runs")
     for name in RUNS:
         page.get_by_text(name, exact=True).first.wait_for(state="visible")
+    close_assistant_panel(page)
+    # MLflow 3 hides metric and param columns by default: add them the way a user does,
+    # through the column picker at the right end of the runs table.
+    page.locator("button", has_text="Show more columns").first.click()
+    for group in ("Metrics", "Parameters"):
+        page.get_by_text(re.compile(rf"^{group} \(\d+\)$")).first.click()
+    page.keyboard.press("Escape")
+    page.get_by_text("weighted_focal", exact=True).first.wait_for(state="visible")
     page.screenshot(path=artifacts_dir / "mlflow_experiment_runs.png", full_page=True)
     body = page.inner_text("body")
     assert EXPERIMENT in body
@@ -89,9 +104,15 @@ def test_compare_view_of_two_runs_opens(page, mlflow_url, mlflow_store, artifact
     )
     page.goto(f"{mlflow_url}/#/compare-runs?{query}")
     page.get_by_text(re.compile(r"Comparing 2 Runs", re.I)).first.wait_for(state="visible")
+    close_assistant_panel(page)
     for name in RUNS:
         page.get_by_text(name).first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "mlflow_compare_runs.png", full_page=True)
+    # The parallel-coordinates plot of the two runs renders (plotly, lazily loaded).
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    page.screenshot(path=artifacts_dir / "mlflow_compare_runs.png")
+    # The page scrolls inside its own container: bring the side-by-side tables into view.
+    page.get_by_text("val_loss", exact=True).last.scroll_into_view_if_needed()
+    page.screenshot(path=artifacts_dir / "mlflow_compare_runs_tables.png")
     body = page.inner_text("body")
     # Parameters and metrics sections with both runs' values side by side.
     for spec in RUNS.values():

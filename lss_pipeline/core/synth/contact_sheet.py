@@ -92,7 +92,9 @@ def render_contact_sheet(raw_dir: str | os.PathLike, study_id: int | None = None
             x, y = float(p["x"]), float(p["y"])
             color = SEVERITY_COLORS.get(sev, "#9e9e9e")
             ax.plot(x, y, marker="+", markersize=9, mew=1.6, color=color)
-            ax.annotate(f"{SHORT[p['condition']]} {p['level']} {sev or 'blank'}", (x, y), xytext=(6, -3),
+            right = p["condition"].startswith("Right")  # patient right is image left on axials
+            ax.annotate(f"{SHORT[p['condition']]} {p['level']} {sev or 'blank'}", (x, y),
+                        xytext=(-6, -3) if right else (6, -3), ha="right" if right else "left",
                         textcoords="offset points", fontsize=5.5, color=color)
     fig.suptitle(f"synthetic study {study_id}: labelled instances (green Normal/Mild, amber Moderate, red Severe)",
                  fontsize=9)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy import ndimage
 
 from lss_pipeline.core import atomic
 from lss_pipeline.core.constants import (
@@ -198,27 +199,24 @@ def _axial_planes(g: PhantomGeometry, o: SynthOptions, rng: np.random.Generator,
     return planes, levels
 
 
-def _to_pixels(img: np.ndarray, plane: SlicePlane, o: SynthOptions, rng: np.random.Generator,
-               bias_coef: np.ndarray, gain: float, ref: np.ndarray) -> np.ndarray:
-    """Bias field, smooth texture, Rician noise, 12-bit scaling."""
-    r = np.arange(plane.rows, dtype=np.float32)[:, None] * plane.pixel_spacing[0]
-    c = np.arange(plane.cols, dtype=np.float32)[None, :] * plane.pixel_spacing[1]
-    d0 = (np.asarray(plane.ipp) - ref) / 100.0
-    rd, cd = np.asarray(plane.row_dir) / 100.0, np.asarray(plane.col_dir) / 100.0
-    px = d0[0] + c * rd[0] + r * cd[0]
-    py = d0[1] + c * rd[1] + r * cd[1]
-    pz = d0[2] + c * rd[2] + r * cd[2]
-    field_ = bias_coef[0] * px + bias_coef[1] * py + bias_coef[2] * pz + bias_coef[3] * py**2 + bias_coef[4] * px**2
-    img = img * np.exp(o.bias * field_).astype(np.float32)
+def _series_field(plane: SlicePlane, rng: np.random.Generator, o: SynthOptions) -> np.ndarray:
+    """Smooth multiplicative field of one series: coil bias (mostly posterior) times a faint texture."""
+    r = np.linspace(-1, 1, plane.rows, dtype=np.float32)[:, None]
+    c = np.linspace(-1, 1, plane.cols, dtype=np.float32)[None, :]
+    k = rng.normal(0, 1, 5).astype(np.float32)
+    bias = np.exp(o.bias * (0.5 * k[0] * r + 0.5 * k[1] * c + 0.4 * k[2] * r * c + 0.5 * k[3] * r**2 + 0.5 * k[4] * c**2))
     coarse = rng.normal(0, 1, (plane.rows // 16 + 2, plane.cols // 16 + 2)).astype(np.float32)
-    from scipy import ndimage  # local import keeps worker start-up light
+    texture = 1 + 0.05 * ndimage.zoom(coarse, 16, order=1)[: plane.rows, : plane.cols]
+    return (bias * texture).astype(np.float32)
 
-    texture = ndimage.zoom(coarse, 16, order=1)[: plane.rows, : plane.cols]
-    img = img * (1 + 0.05 * texture)
-    n1 = rng.normal(0, o.noise, img.shape).astype(np.float32)
-    n2 = rng.normal(0, o.noise, img.shape).astype(np.float32)
+
+def _to_pixels(img: np.ndarray, o: SynthOptions, rng: np.random.Generator, field_: np.ndarray, gain: float) -> np.ndarray:
+    """Bias/texture field, Rician noise, 12-bit scaling."""
+    img = img * field_
+    n1 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(o.noise)
+    n2 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(o.noise)
     img = np.sqrt((img + n1) ** 2 + n2**2)
-    return np.clip(img * gain, 0, 4095).astype(np.uint16)
+    return np.clip(img * np.float32(gain), 0, 4095).astype(np.uint16)
 
 
 def render_study(task: StudyTask) -> StudyResult:
@@ -237,7 +235,6 @@ def render_study(task: StudyTask) -> StudyResult:
     sag_t2 = _sagittal_planes(g, o, rng)
     axial, axial_levels = _axial_planes(g, o, rng, two_stacks="axial_two_stacks" in task.faults)
     series_planes = {"Sagittal T1": sag_t1, "Sagittal T2/STIR": sag_t2, "Axial T2": axial}
-    ref = g.to_patient([0.0, g.canal_center_y, 0.0])
 
     # Which instance shows each label: the plane closest to the landmark (SBS: among its level's stack).
     instance_of: dict[str, list[int]] = {}
@@ -299,10 +296,10 @@ def render_study(task: StudyTask) -> StudyResult:
         if no_spacing:
             faults.append({"kind": "missing_spacing_tags", "study_id": task.study_id, "series_id": series_id,
                            "path": rel_series})
-        bias_coef = rng.normal(0, 1, 5) * np.array([0.6, 0.8, 0.4, 0.8, 0.8])
         gain = float(rng.uniform(1800, 3600))
         contrast = SERIES_CONTRAST[desc]
         spacing = o.sagittal_spacing_mm if desc.startswith("Sagittal") else o.axial_spacing_mm
+        field_ = _series_field(planes[0], rng, o)
         unlabelled = [i for i in range(len(planes)) if i not in labelled[desc]]
         broken: dict[int, str] = {}
         if desc == "Sagittal T2/STIR" and "non_dicom_file" in task.faults and unlabelled:
@@ -311,7 +308,7 @@ def render_study(task: StudyTask) -> StudyResult:
             broken[unlabelled[-1]] = "truncated_dicom"
         for i, plane in enumerate(planes):
             img = phantom.render(plane, contrast, o.thickness_samples)
-            pixels = _to_pixels(img, plane, o, rng, bias_coef, gain, ref)
+            pixels = _to_pixels(img, o, rng, field_, gain)
             number = instance_of[desc][i]
             data = encode_instance(pixels, plane, study, series_id, s_num, desc, number,
                                    with_spacing_tags=not no_spacing, spacing_between_slices=spacing)

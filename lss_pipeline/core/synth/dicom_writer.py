@@ -114,8 +114,9 @@ def encode_instance(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
-    ds.WindowCenter = int(np.percentile(pixels, 50) + np.percentile(pixels, 99)) // 2
-    ds.WindowWidth = max(int(np.percentile(pixels, 99)), 1)
+    peak = max(int(pixels.max()), 1)
+    ds.WindowCenter = peak // 2
+    ds.WindowWidth = peak
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
 
     buffer = io.BytesIO()

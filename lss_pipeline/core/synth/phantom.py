@@ -359,36 +359,45 @@ class Phantom:
             self._volumes[contrast] = lut[self.labels]
         return self._volumes[contrast]
 
-    def _background(self, local: np.ndarray, contrast: str) -> np.ndarray:
-        """Analytic soft tissue outside the spine box: body outline, subcutaneous fat, viscera."""
-        lut = CONTRASTS[contrast] * np.asarray(self.g.contrast_jitter.get(contrast, np.ones(N_TISSUES)))
-        x, y = local[..., 0], local[..., 1]
-        semi_y = np.where(y < -15, 125.0, 105.0)
-        r = np.sqrt((x / 160.0) ** 2 + ((y + 15) / semi_y) ** 2)
-        out = np.full(x.shape, lut[MUSCLE], dtype=np.float32)
+    def _background(self, x: np.ndarray, y: np.ndarray, contrast: str) -> np.ndarray:
+        """Analytic soft tissue outside the spine box: body outline, subcutaneous fat, viscera.
+        ``x``, ``y`` are local coordinates (mm)."""
+        lut = (CONTRASTS[contrast] * np.asarray(self.g.contrast_jitter.get(contrast, np.ones(N_TISSUES)))).astype(np.float32)
+        semi_y = np.where(y < -15, np.float32(125.0), np.float32(105.0))
+        r = np.sqrt((x / np.float32(160.0)) ** 2 + ((y + 15) / semi_y) ** 2)
+        out = np.full(r.shape, lut[MUSCLE], dtype=np.float32)
         out[(y < -45) & (r < 0.86)] = lut[VISCERA]
         out[r > 1 - 14 / semi_y] = lut[FAT]
         out[r > 1] = lut[AIR]
         return out
 
-    def render(self, plane: SlicePlane, contrast: str, thickness_samples: int = 3) -> np.ndarray:
+    def render(self, plane: SlicePlane, contrast: str, thickness_samples: int = 2) -> np.ndarray:
         """Noise-free image of ``plane`` (float32, tissue units, about 0..1)."""
         vol = self.volume(contrast)
-        base = plane.points()
-        normal = plane.normal.astype(np.float32)
+        rot = self.g.rotation
+        # Local coordinates are affine in (row, col): local = a + row * dr + col * dc.
+        a0 = (np.asarray(plane.ipp) - np.asarray(self.g.origin)) @ rot
+        dr = np.asarray(plane.col_dir) @ rot * plane.pixel_spacing[0]
+        dc = np.asarray(plane.row_dir) @ rot * plane.pixel_spacing[1]
+        dn = plane.normal @ rot
+        r = np.arange(plane.rows, dtype=np.float32)[:, None]
+        c = np.arange(plane.cols, dtype=np.float32)[None, :]
         offsets = (np.linspace(-0.3, 0.3, thickness_samples) * plane.thickness) if thickness_samples > 1 else [0.0]
+        lx = np.float32(a0[0]) + r * np.float32(dr[0]) + c * np.float32(dc[0])
+        ly = np.float32(a0[1]) + r * np.float32(dr[1]) + c * np.float32(dc[1])
+        img = self._background(lx, ly, contrast)
         acc = np.zeros((plane.rows, plane.cols), dtype=np.float32)
-        rot = self.g.rotation.astype(np.float32)
-        origin = np.asarray(self.g.origin, np.float32)
+        upper = np.asarray(self.shape, np.float32) - 1
         for off in offsets:
-            local = (base + np.float32(off) * normal - origin) @ rot
-            idx = (local - self.lo) / np.float32(self.voxel)
-            inside = np.all((idx >= 0) & (idx <= np.asarray(self.shape, np.float32) - 1), axis=-1)
-            img = self._background(local, contrast)
+            a = (a0 + off * dn - self.lo) / self.voxel
+            idx = [np.float32(a[k]) + r * np.float32(dr[k] / self.voxel) + c * np.float32(dc[k] / self.voxel)
+                   for k in range(3)]
+            inside = (idx[0] >= 0) & (idx[0] <= upper[0]) & (idx[1] >= 0) & (idx[1] <= upper[1]) \
+                & (idx[2] >= 0) & (idx[2] <= upper[2])
             if inside.any():
-                coords = idx[inside].T
-                img[inside] = ndimage.map_coordinates(vol, coords, order=1, prefilter=False)
-            acc += img
+                coords = np.stack([i[inside] for i in idx])
+                acc[inside] += ndimage.map_coordinates(vol, coords, order=1, prefilter=False)
+            acc[~inside] += img[~inside]
         return acc / len(offsets)
 
 

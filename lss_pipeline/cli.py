@@ -1,0 +1,118 @@
+"""`lss-pipeline` command line: ``synth`` and ``contact-sheet`` (more subcommands register here).
+
+Each subcommand is a pair: ``add_<name>(subparsers)`` declares its arguments and binds
+``func``; ``func(args) -> int`` does the work. Add a pair to ``SUBCOMMANDS`` to extend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from lss_pipeline.core.synth import generate_dataset
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and (done == total or done % 10 == 0):
+            print(f"  studies {done}/{total}", file=sys.stderr)
+
+    options = {k: v for k, v in {"rows": args.rows, "sagittal_slices": args.sagittal_slices,
+                                 "axial_slices_per_level": args.axial_slices_per_level}.items() if v is not None}
+    summary = generate_dataset(args.out, n_studies=args.studies, seed=args.seed, faults=args.faults,
+                               n_test_studies=args.test_studies, overwrite=args.overwrite, workers=args.workers,
+                               progress=progress, **options)
+    print(f"wrote {summary.n_train_studies} train + {summary.n_test_studies} test studies, "
+          f"{summary.n_instances} DICOM files, {summary.n_coordinates} coordinates, "
+          f"{len(summary.faults)} planted faults to {summary.out_dir} in {summary.seconds:.1f} s")
+    return 0
+
+
+def add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a synthetic RSNA 2024 lumbar-spine dataset")
+    p.add_argument("--out", required=True, type=Path, help="output folder (the RSNA raw folder)")
+    p.add_argument("--studies", type=int, default=60, help="training studies (default 60)")
+    p.add_argument("--test-studies", type=int, default=2, help="unlabelled test studies (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--faults", action="store_true", help="plant the real dataset's faults at low rates")
+    p.add_argument("--rows", type=int, default=None, help="image side in pixels (default 256)")
+    p.add_argument("--sagittal-slices", type=int, default=None, help="slices per sagittal series (default 17)")
+    p.add_argument("--axial-slices-per-level", type=int, default=None, help="axial slices per disc level (default 5)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_contact_sheet(args: argparse.Namespace) -> int:
+    from lss_pipeline.core.synth import render_contact_sheet
+
+    out = render_contact_sheet(args.data, study_id=args.study, out_png=args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def add_contact_sheet(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("contact-sheet", help="PNG of one study's labelled instances with the points drawn")
+    p.add_argument("--data", required=True, type=Path, help="RSNA folder (real or synthetic)")
+    p.add_argument("--study", type=int, default=None, help="study id (default: a study with severe labels)")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.set_defaults(func=_cmd_contact_sheet)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here: the Dagster layer is heavy and `synth` does not need it.
+    from lss_pipeline.core.settings import Settings
+    from lss_pipeline.demo import run_demo, summary_lines
+
+    settings = Settings.from_env()
+    print(f"lss_pipeline demo: profile {settings.profile_name}, data {settings.data_dir}", flush=True)
+    outcome = run_demo(settings, n_studies=args.studies, seed=args.seed, say=lambda m: print(m, flush=True))
+    print()
+    print("\n".join(summary_lines(settings, outcome["seconds"])))
+    return 0
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data when none is configured, every asset in dependency order, a summary",
+    )
+    p.add_argument("--studies", type=int, default=60, help="studies of the synthetic set, when one is made")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from lss_pipeline.core.settings import Settings
+    from lss_pipeline.demo import summary_lines
+
+    print("\n".join(summary_lines(Settings.from_env())))
+    return 0
+
+
+def add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="where the report is, the champion per category, the UI commands")
+    p.set_defaults(func=_cmd_summary)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_synth, add_contact_sheet, add_demo, add_summary]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lss-pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""End to end on a small synthetic set: every asset, MLflow runs, report, champion aliases."""
+
+import json
+
+import mlflow
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lss_pipeline.core.settings import Settings
+from lss_pipeline.core.synth import generate_dataset
+from lss_pipeline.demo import run_demo, summary_lines
+
+ARCHS = ("convnext", "resnet")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("lss_data")
+    raw_dir = data_dir / "raw"
+    generate_dataset(raw_dir, n_studies=16, seed=3, faults=True, rows=160)
+    settings = Settings(data_dir=data_dir, raw_dir=raw_dir, profile_name="demo")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LSS_DATA_DIR", str(data_dir))
+    mp.setenv("LSS_RAW_DIR", str(raw_dir))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    outcome = run_demo(
+        settings,
+        archs=ARCHS,
+        run_config={"trained_model": {"epochs": 2}, "level_crops": {"workers": 1}},
+        say=lambda _msg: None,
+    )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    yield settings, outcome
+    mp.undo()
+
+
+def test_every_planted_fault_is_quarantined_or_named(pipeline):
+    settings, _ = pipeline
+    manifest = json.loads((settings.raw_dir / "synth_manifest.json").read_text())
+    quarantine = pl.read_parquet(settings.processed_dir / "quarantine.parquet")
+    quarantined = set(quarantine["path"])
+    for fault in manifest["faults"]:
+        if fault["kind"] in ("non_dicom_file", "truncated_dicom"):
+            assert fault["path"] in quarantined, fault
+
+
+def test_one_mlflow_run_per_partition_and_registered_models(pipeline):
+    settings, _ = pipeline
+    for category in ("scs", "nfs", "sbs"):
+        runs = mlflow.search_runs(experiment_names=[f"lss-{category}"], output_format="list")
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        assert sorted(r.data.params["arch"] for r in finished) == sorted(ARCHS)
+        for run in finished:
+            assert run.data.tags["dagster_partition_key"].endswith(category)
+            assert "best_val_macro_recall" in run.data.metrics
+        versions = MlflowClient().search_model_versions(f"name='lss-{category}'")
+        assert len(versions) == len(ARCHS)
+
+
+def test_report_numbers_match_mlflow_and_aliases_point_at_stated_versions(pipeline):
+    settings, _ = pipeline
+    reports = settings.reports_dir
+    for name in ("evaluation.md", "evaluation.html", "evaluation_metrics.csv", "champions.json"):
+        assert (reports / name).exists(), name
+    html = (reports / "evaluation.html").read_text()
+    assert "data:image/png;base64," in html
+    metrics = pl.read_parquet(reports / "evaluation_metrics.parquet")
+    assert metrics.height == len(ARCHS) * 3
+    client = MlflowClient()
+    for row in metrics.iter_rows(named=True):
+        run = client.get_run(row["mlflow_run_id"])
+        assert run.data.metrics["best_val_macro_recall"] == pytest.approx(row["macro_recall"], abs=1e-6)
+    champions = json.loads((reports / "champions.json").read_text())
+    markdown = (reports / "evaluation.md").read_text()
+    for category, champ in champions.items():
+        alias = client.get_model_version_by_alias(f"lss-{category}", "champion")
+        assert alias.version == champ["version"]
+        best = metrics.filter(pl.col("category") == category)["macro_recall"].max()
+        assert champ["macro_recall"] == pytest.approx(best)
+        assert f"lss-{category}" in markdown
+    evaluation_runs = mlflow.search_runs(experiment_names=["lss-evaluation"], output_format="list")
+    assert evaluation_runs and evaluation_runs[0].info.status == "FINISHED"
+
+
+def test_summary_names_report_champions_and_uis(pipeline):
+    settings, outcome = pipeline
+    text = "\n".join(summary_lines(settings, outcome["seconds"]))
+    assert "evaluation.html" in text and "champion:  lss-scs" in text and "make ui" in text
