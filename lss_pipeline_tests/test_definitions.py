@@ -27,7 +27,7 @@ def test_dependencies_follow_the_design():
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
     assert parents["labels"] == set()
     assert parents["level_crops"] == {"dicom_metadata", "labels", "data_splits"}
-    assert parents["class_weights"] == {"level_crops"}
+    assert parents["class_weights"] == {"level_crops", "data_splits"}
     assert parents["trained_model"] == {"level_crops", "class_weights", "data_splits"}
     assert parents["evaluation_report"] == {"trained_model"}
 

@@ -75,7 +75,7 @@ def test_report_numbers_match_mlflow_and_aliases_point_at_stated_versions(pipeli
     markdown = (reports / "evaluation.md").read_text()
     for category, champ in champions.items():
         alias = client.get_model_version_by_alias(f"lss-{category}", "champion")
-        assert alias.version == champ["version"]
+        assert str(alias.version) == champ["version"]
         best = metrics.filter(pl.col("category") == category)["macro_recall"].max()
         assert champ["macro_recall"] == pytest.approx(best)
         assert f"lss-{category}" in markdown

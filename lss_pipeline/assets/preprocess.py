@@ -1,6 +1,7 @@
 """`data_splits`, `level_crops` [category], `class_weights` [category]: what training reads."""
 
 
+import base64
 import json
 
 import polars as pl
@@ -19,7 +20,6 @@ from lss_pipeline.core import class_weights as weights_core
 from lss_pipeline.core import crops as crops_core
 from lss_pipeline.core import splits as splits_core
 from lss_pipeline.core.atomic import write_parquet
-from lss_pipeline.core.constants import CLASS_NAMES
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.partitions import category_partitions
 from lss_pipeline.resources import LssSettings
@@ -100,35 +100,39 @@ def level_crops(context: AssetExecutionContext, settings: LssSettings, config: C
         progress=log_progress(context, f"{category} crops (studies)"),
     )
     skipped = result.skipped
-    skipped_by_reason = skipped.group_by("reason").len().sort("len", descending=True) if skipped.height else skipped
-    counts = {CLASS_NAMES[int(k)]: int(v) for k, v in result.class_counts.items()}
+    skipped_by_reason = pl.DataFrame(
+        {"reason": list(result.skipped_by_reason), "crops": list(result.skipped_by_reason.values())}
+    )
+    samples_png = result.paths["samples"]
+    context.log.info(f"{category}: {result.n_crops} crops, {result.padded} padded, {skipped.height} skipped")
     return MaterializeResult(
         metadata={
-            "crops_path": MetadataValue.path(str(result.crops_path)),
-            "index_path": MetadataValue.path(str(result.index_path)),
+            "crops_path": MetadataValue.path(str(result.paths["crops"])),
+            "index_path": MetadataValue.path(str(result.paths["index"])),
             "crops": result.n_crops,
-            "class_counts": MetadataValue.json(counts),
-            "padded_crops": result.n_padded,
+            "studies": result.n_studies,
+            "class_counts": MetadataValue.json(result.class_counts),
+            "padded_crops": result.padded,
+            "edge_replicated_crops": result.edge_replicated,
             "skipped": skipped.height,
             "skipped_by_reason": MetadataValue.md(markdown_table(skipped_by_reason)),
-            "samples": MetadataValue.path(str(result.samples_png)),
+            "samples": MetadataValue.path(str(samples_png)),
             "samples_preview": MetadataValue.md(
-                f"![sample crops per class]({result.samples_png.as_uri()})"
+                f"![sample crops per class](data:image/png;base64,{base64.b64encode(samples_png.read_bytes()).decode()})"
             ),
-            "seconds": round(result.seconds, 2),
+            "timings_s": MetadataValue.json({k: round(v, 2) for k, v in result.timings.items()}),
         }
     )
 
 
 class ClassWeightsConfig(Config):
     beta: float = 0.999  # effective-number β (Cui et al. 2019)
-    n_folds: int = 5
 
 
 @asset(
     group_name="preprocess",
     partitions_def=category_partitions,
-    deps=["level_crops"],
+    deps=["level_crops", "data_splits"],
     kinds={"json"},
     description="Class counts over the training folds and weights: inverse frequency, effective number, competition 1/2/4.",
 )
@@ -136,8 +140,8 @@ def class_weights(context: AssetExecutionContext, settings: LssSettings, config:
     cfg = settings.get()
     category = context.partition_key
     index = pl.read_parquet(cfg.crops_dir / category / "index.parquet")
-    weights = weights_core.compute_class_weights(index, n_folds=config.n_folds, beta=config.beta)
-    weights["category"] = category
+    n_folds = pl.read_parquet(cfg.processed_dir / "data_splits.parquet")["fold"].n_unique()
+    weights = weights_core.compute_class_weights(index, n_folds=n_folds, beta=config.beta, category=category)
     path = weights_core.write_class_weights(weights, cfg.crops_dir / category / "class_weights.json")
     return MaterializeResult(
         metadata={

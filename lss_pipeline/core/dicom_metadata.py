@@ -4,7 +4,7 @@ Header-only reads (``stop_before_pixels`` + ``specific_tags``) in a process pool
 by study. A file that cannot be used becomes a quarantine row, never a failed run. Its
 ``error_type`` is one of:
 
-``bad_path``                    path is not ``{split}_images/{study}/{series}/{instance}.dcm`` with numeric ids
+``bad_path``                    not ``{train|test}_images/{study}/{series}/{instance}.dcm``, numeric ids
 ``not_dicom``                   no DICOM preamble and no readable dataset
 ``read_error``                  pydicom failed on the header (message says how)
 ``truncated``                   the file ends before its pixel data does
@@ -21,7 +21,6 @@ Only the tags listed in ``_HEADER_TAGS`` are ever parsed, so no patient-identify
 from __future__ import annotations
 
 import functools
-import io
 import math
 import os
 import re
@@ -39,6 +38,7 @@ from pydicom.uid import UID
 
 from lss_pipeline.core import atomic
 from lss_pipeline.core.constants import SERIES_CSV, TEST_IMAGES, TEST_SERIES_CSV, TRAIN_IMAGES
+from lss_pipeline.core.labels import read_series_file
 
 QUARANTINE_STAGE = "dicom_metadata"
 METADATA_FILE = "dicom_metadata.parquet"
@@ -87,6 +87,9 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.Utf8,
     "error_type": pl.Utf8,
     "message": pl.Utf8,
+}
+_DESCRIPTION_SCHEMA: dict[str, pl.DataType] = {
+    "split": pl.Utf8, "study_id": pl.Int64, "series_id": pl.Int64, "series_description": pl.Utf8,
 }
 # Columns a worker fills (split and series_description are added by the parent).
 _WORKER_COLUMNS: tuple[str, ...] = tuple(
@@ -162,7 +165,8 @@ def parse_image_path(rel_path: str) -> tuple[str, int, int, int]:
     if len(parts) != 4 or parts[0] not in SPLIT_DIRS:
         raise QuarantineError(
             "bad_path",
-            f"expected {{{'|'.join(SPLIT_DIRS)}}}/{{study_id}}/{{series_id}}/{{instance_number}}.dcm, got {rel_path!r}",
+            f"expected {{{'|'.join(SPLIT_DIRS)}}}/{{study_id}}/{{series_id}}/{{instance_number}}.dcm, "
+            f"got {rel_path!r}",
         )
     split_dir, study, series, name = parts
     stem, dot, ext = name.rpartition(".")
@@ -175,7 +179,10 @@ def parse_image_path(rel_path: str) -> tuple[str, int, int, int]:
 
 
 def list_image_files(raw_dir: str | os.PathLike) -> list[str]:
-    """Every regular, non-hidden file under ``train_images/`` and ``test_images/``, POSIX paths relative to raw_dir, sorted."""
+    """Non-hidden files under ``train_images/`` and ``test_images/``.
+
+    Sorted POSIX paths relative to raw_dir.
+    """
     raw = Path(raw_dir)
     found: list[str] = []
     for split_dir in SPLIT_DIRS:
@@ -237,7 +244,10 @@ def _raw_header(elements: Mapping[int, object], little_endian: bool) -> dict[str
 def _numbers(header: dict, keyword: str, count: int) -> list[float]:
     values = header[keyword]
     if len(values) != count:
-        raise QuarantineError("bad_geometry", f"{keyword} has {len(values)} values, expected {count}: {values}")
+        raise QuarantineError(
+            "bad_geometry",
+            f"{keyword} has {len(values)} values, expected {count}: {values}"
+        )
     try:
         out = [float(v) for v in values]
     except ValueError as exc:
@@ -270,7 +280,7 @@ def _check_pixel_data(
     endian = "<" if little else ">"
     head = read_at(pixel_offset, 12)
     if len(head) < 8:
-        raise QuarantineError("truncated", f"file ends inside the PixelData element header at byte {pixel_offset}")
+        raise QuarantineError("truncated", f"file ends inside the pixel data header (byte {pixel_offset})")
     group, element = struct.unpack(endian + "HH", head[:4])
     name = _PIXEL_DATA_TAGS.get((group << 16) | element, f"({group:04X},{element:04X})")
     if implicit:
@@ -304,7 +314,7 @@ def _check_pixel_data(
     for _ in range(_MAX_FRAGMENTS):
         item = read_at(pos, 8)
         if len(item) < 8:
-            raise QuarantineError("truncated", f"encapsulated {name} ends at byte {pos} without a sequence delimiter")
+            raise QuarantineError("truncated", f"encapsulated {name} ends at byte {pos}, no delimiter")
         tag = struct.unpack("<HH", item[:4])
         (item_length,) = struct.unpack("<L", item[4:])
         if tag == _SEQ_DELIM_TAG:
@@ -313,8 +323,8 @@ def _check_pixel_data(
             raise QuarantineError("read_error", f"encapsulated {name}: unexpected tag {tag} at byte {pos}")
         pos += 8 + item_length
         if pos > file_size:
-            raise QuarantineError("truncated", f"encapsulated {name} fragment runs past the end of the file ({file_size} bytes)")
-    raise QuarantineError("unsupported_pixel_layout", f"encapsulated {name} has more than {_MAX_FRAGMENTS} fragments")
+            raise QuarantineError("truncated", f"encapsulated {name} runs past the file end ({file_size} B)")
+    raise QuarantineError("unsupported_pixel_layout", f"encapsulated {name}: over {_MAX_FRAGMENTS} fragments")
 
 
 def _has_decoder(ts: UID) -> bool:
@@ -336,11 +346,11 @@ class _HeaderWalker:
     odd (bad VR, undefined-length UN, running past the end) raises ``_Unusual``.
     """
 
-    __slots__ = ("fp", "size", "buf", "base", "implicit", "explicit_head", "implicit_head", "ulong")
+    __slots__ = ("fd", "size", "buf", "base", "implicit", "explicit_head", "implicit_head", "ulong")
 
-    def __init__(self, fp, size: int) -> None:
-        self.fp, self.size = fp, size
-        self.buf, self.base = fp.read(_READ_AHEAD), 0
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self.buf, self.base = os.pread(fd, _READ_AHEAD, 0), 0
         self.set_encoding(implicit=False, little=True)
 
     def set_encoding(self, implicit: bool, little: bool) -> None:
@@ -353,16 +363,14 @@ class _HeaderWalker:
     def bytes_at(self, pos: int, n: int) -> bytes:
         off = pos - self.base
         if off < 0 or off + n > len(self.buf):
-            self.fp.seek(pos)
-            self.buf, self.base, off = self.fp.read(max(n, _READ_AHEAD)), pos, 0
+            self.buf, self.base, off = os.pread(self.fd, max(n, _READ_AHEAD), pos), pos, 0
         return self.buf[off:off + n]
 
     def element(self, pos: int) -> tuple[int, bytes | None, int, int]:
         """(tag, VR or None, value length, value start) of the element header at pos."""
         buf, off = self.buf, pos - self.base
         if off < 0 or off + 12 > len(buf):
-            self.fp.seek(pos)
-            self.buf, self.base, buf, off = (chunk := self.fp.read(_READ_AHEAD)), pos, chunk, 0
+            self.buf, self.base, buf, off = (chunk := os.pread(self.fd, _READ_AHEAD, pos)), pos, chunk, 0
         available = len(buf) - off
         if available < 8:
             raise _Unusual("element header cut short")
@@ -396,8 +404,7 @@ class _HeaderWalker:
                 raise _Unusual("element runs past the end of the file")
             off = pos - base
             if off < 0 or off + 12 > len(buf):
-                self.fp.seek(pos)
-                self.buf, self.base = buf, base = self.fp.read(_READ_AHEAD), pos
+                self.buf, self.base = buf, base = os.pread(self.fd, _READ_AHEAD, pos), pos
                 off = 0
                 if len(buf) < 8:
                     raise _Unusual("element header cut short")
@@ -529,23 +536,24 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
     ``fast=False`` always goes through ``dcmread`` (used by tests to check both paths agree).
     """
     _, study_id, series_id, instance_number = parse_image_path(rel_path)
-    with open(path, "rb", buffering=0) as fp:
-        file_size = os.fstat(fp.fileno()).st_size
-        walker = _HeaderWalker(fp, file_size)
+    # A bare descriptor and pread: no file object, no seeks on the hot path.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        file_size = os.fstat(fd).st_size
+        walker = _HeaderWalker(fd, file_size)
         parsed = _fast_header(walker) if fast else None
         if parsed is not None:
             ts, implicit_vr, little_endian, elements, header_end = parsed
         else:
-            fp.seek(0)
-            reader = io.BufferedReader(fp)  # pydicom makes many small reads
-            ds = _read_dataset(reader)
+            with open(fd, "rb", closefd=False) as fp:
+                ds = _read_dataset(fp)
+                header_end = fp.tell()  # dcmread leaves the file at the PixelData element
             try:
                 ts = _transfer_syntax(ds)
                 implicit_vr, little_endian = ds.original_encoding
             except Exception as exc:  # noqa: BLE001
                 raise QuarantineError("read_error", f"cannot tell the transfer syntax: {exc}") from exc
             elements = {tag: ds.get_item(tag) for tag in _HEADER_TAGS if tag in ds}
-            header_end = reader.tell()  # dcmread leaves the file at the PixelData element
         header = _raw_header(elements, little_endian)
         missing = [k for k in _REQUIRED_TAGS if k not in header]
         if missing:
@@ -558,7 +566,9 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
         try:
             frames = int(header.get("NumberOfFrames", ["1"])[0])
         except ValueError as exc:
-            raise QuarantineError("bad_geometry", f"NumberOfFrames is not an integer: {header['NumberOfFrames']}") from exc
+            raise QuarantineError(
+                "bad_geometry", f"NumberOfFrames is not an integer: {header['NumberOfFrames']}"
+            ) from exc
         if rows <= 0 or columns <= 0:
             raise QuarantineError("bad_geometry", f"image size {rows}x{columns}")
         if frames != 1 or samples != 1 or bits_allocated not in (8, 16, 32) \
@@ -566,7 +576,8 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
             raise QuarantineError(
                 "unsupported_pixel_layout",
                 f"frames={frames}, samples_per_pixel={samples}, bits_allocated={bits_allocated}, "
-                f"bits_stored={bits_stored}, photometric={photometric} (want one greyscale frame of 8/16/32 bits)",
+                f"bits_stored={bits_stored}, photometric={photometric} "
+                "(want one greyscale frame of 8/16/32 bits)",
             )
 
         spacing = _numbers(header, "PixelSpacing", 2)
@@ -589,6 +600,8 @@ def read_header_row(path: str | os.PathLike, rel_path: str, *, fast: bool = True
             _check_pixel_data(
                 walker.bytes_at, file_size, header_end, implicit_vr, little_endian, compressed, expected
             )
+    finally:
+        os.close(fd)
 
     instance_tag = _optional_number(header, "InstanceNumber")
     modality = header.get("Modality")
@@ -664,14 +677,18 @@ def scan_files(
     workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read the headers of ``root/rel_path`` for each POSIX relative path.
+    """Read the headers of ``root/rel_path`` for each path (relative to root, or absolute under it).
 
     Returns (metadata, quarantine) with METADATA_SCHEMA (series_description left null) and
     QUARANTINE_SCHEMA. ``workers`` <= 1 reads in this process; None uses os.cpu_count().
     ``progress(done_files, total_files)`` is called after each chunk.
     """
-    rel_paths = sorted(rel_paths)
-    root = str(root)
+    root_path = Path(root)
+    rel_paths = sorted(
+        Path(p).relative_to(root_path).as_posix() if Path(p).is_absolute() else Path(p).as_posix()
+        for p in rel_paths
+    )
+    root = str(root_path)
     workers = os.cpu_count() or 1 if workers is None else workers
     total = len(rel_paths)
     chunks = _chunks_by_study(rel_paths, workers)
@@ -714,18 +731,14 @@ def scan_files(
 def read_series_descriptions(raw_dir: str | os.PathLike) -> pl.DataFrame:
     """(split, study_id, series_id, series_description) from the series CSVs that exist.
 
-    Only used for the join; ``labels.build_labels`` validates the training file strictly.
+    Validated like the label tables (``LabelValidationError`` names file, row and column).
     """
-    frames = []
+    rows = []
     for split, name in SERIES_FILES.items():
         path = Path(raw_dir) / name
-        if not path.is_file():
-            continue
-        df = pl.read_csv(path, schema_overrides={"study_id": pl.Int64, "series_id": pl.Int64, "series_description": pl.Utf8})
-        frames.append(df.select("study_id", "series_id", "series_description").with_columns(pl.lit(split).alias("split")))
-    if not frames:
-        return pl.DataFrame(schema={"split": pl.Utf8, "study_id": pl.Int64, "series_id": pl.Int64, "series_description": pl.Utf8})
-    return pl.concat(frames).unique(["split", "study_id", "series_id"], keep="first", maintain_order=True)
+        if path.is_file():
+            rows.extend((split, st, se, d) for (st, se), d in read_series_file(path).items())
+    return pl.DataFrame(rows, schema=_DESCRIPTION_SCHEMA, orient="row")
 
 
 def scan_dicom_folder(
@@ -746,9 +759,14 @@ def scan_dicom_folder(
     return metadata, quarantine
 
 
-def write_metadata(metadata: pl.DataFrame, quarantine: pl.DataFrame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+def write_metadata(
+    metadata: pl.DataFrame, quarantine: pl.DataFrame, out_dir: str | os.PathLike
+) -> tuple[Path, Path]:
     """Write ``dicom_metadata.parquet`` and ``quarantine.parquet`` atomically into out_dir."""
-    for name, df, schema in (("metadata", metadata, METADATA_SCHEMA), ("quarantine", quarantine, QUARANTINE_SCHEMA)):
+    for name, df, schema in (
+        ("metadata", metadata, METADATA_SCHEMA),
+        ("quarantine", quarantine, QUARANTINE_SCHEMA),
+    ):
         if dict(df.schema) != schema:
             raise ValueError(f"{name} table does not have the contract schema: {dict(df.schema)}")
     out_dir = Path(out_dir)

@@ -176,7 +176,7 @@ def _read_coordinates(path: Path) -> list[tuple[int, int, int, str, str, float, 
         key = tuple(f)
         if key in seen:
             raise LabelValidationError(
-                f"{_where(path, row, 'study_id')}: duplicate row, same in every column as data row {seen[key]}"
+                f"{_where(path, row, 'study_id')}: duplicate row, every column equal to data row {seen[key]}"
             )
         seen[key] = row.data_row
         out.append((
@@ -216,10 +216,9 @@ def build_labels(raw_dir: str | os.PathLike) -> tuple[pl.DataFrame, dict]:
     Raises LabelValidationError (a ValueError) before any join when a file is malformed.
     """
     raw_dir = Path(raw_dir)
-    train_path, coords_path, series_path = raw_dir / TRAIN_CSV, raw_dir / COORDINATES_CSV, raw_dir / SERIES_CSV
-    studies = _read_train(train_path)
-    coordinates = _read_coordinates(coords_path)
-    series_descriptions = read_series_file(series_path)
+    studies = _read_train(raw_dir / TRAIN_CSV)
+    coordinates = _read_coordinates(raw_dir / COORDINATES_CSV)
+    series_descriptions = read_series_file(raw_dir / SERIES_CSV)
 
     # --- coordinates: first row per study x condition x level
     study_ids = {study_id for study_id, _ in studies}
@@ -257,7 +256,7 @@ def build_labels(raw_dir: str | os.PathLike) -> tuple[pl.DataFrame, dict]:
                 cell += 1
                 key = (study_id, condition, level)
                 series_id, instance, x, y = coordinate_of.get(key, (None, None, None, None))
-                description = series_descriptions.get((study_id, series_id)) if series_id is not None else None
+                description = series_descriptions.get((study_id, series_id))
                 if series_id is not None:
                     used_coordinate_keys.add(key)
                 severity_counts[severity or BLANK] += 1

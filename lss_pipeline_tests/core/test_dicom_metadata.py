@@ -109,14 +109,18 @@ def raw_dir(tmp_path_factory) -> Path:
     (raw / "train_series_descriptions.csv").write_text(
         "study_id,series_id,series_description\r\n100,200,Sagittal T1\r\n100,201,Axial T2\r\n"
     )
-    (raw / "test_series_descriptions.csv").write_text("study_id,series_id,series_description\n300,400,Axial T2\n")
+    (raw / "test_series_descriptions.csv").write_text(
+        "study_id,series_id,series_description\n300,400,Axial T2\n"
+    )
     return raw
 
 
 @pytest.fixture(scope="module")
 def scanned(raw_dir):
     calls: list[tuple[int, int]] = []
-    metadata, quarantine = dm.scan_dicom_folder(raw_dir, workers=2, progress=lambda d, t: calls.append((d, t)))
+    metadata, quarantine = dm.scan_dicom_folder(
+        raw_dir, workers=2, progress=lambda done, total: calls.append((done, total))
+    )
     return metadata, quarantine, calls
 
 
@@ -135,7 +139,8 @@ def test_every_file_is_a_row_or_a_quarantine_row(scanned):
 def test_geometry_and_ids(scanned, raw_dir):
     metadata, _, _ = scanned
     row = metadata.filter(pl.col("path") == "train_images/100/200/2.dcm").row(0, named=True)
-    assert (row["study_id"], row["series_id"], row["instance_number"], row["instance_number_tag"]) == (100, 200, 2, 2)
+    ids = (row["study_id"], row["series_id"], row["instance_number"], row["instance_number_tag"])
+    assert ids == (100, 200, 2, 2)
     assert row["split"] == "train" and row["series_description"] == "Sagittal T1"
     assert (row["rows"], row["columns"]) == (12, 10)
     assert (row["pixel_spacing_row"], row["pixel_spacing_col"]) == (0.5, 0.8)
@@ -159,7 +164,8 @@ def test_no_phi_in_outputs(scanned, raw_dir, tmp_path):
     phi_columns = {"patient_name", "patient_id", "patient_birth_date", "patient_address", "other_patient_ids"}
     for df in (metadata, quarantine):
         assert not phi_columns & {c.lower() for c in df.columns}
-        assert not any("uid" == c.split("_")[-1] or "patient" in c for c in df.columns if c != "transfer_syntax_uid")
+        other = [c for c in df.columns if c != "transfer_syntax_uid"]
+        assert not any(c.split("_")[-1] == "uid" or "patient" in c for c in other)
     paths = dm.write_metadata(metadata, quarantine, tmp_path)
     blob = b"".join(p.read_bytes() for p in paths)
     dump = json.dumps(metadata.to_dicts() + quarantine.to_dicts(), default=str)
@@ -178,7 +184,8 @@ def test_write_metadata_is_atomic_and_checks_schema(scanned, tmp_path):
     metadata, quarantine, _ = scanned
     md_path, q_path = dm.write_metadata(metadata, quarantine, tmp_path / "processed")
     assert pl.read_parquet(md_path).equals(metadata) and pl.read_parquet(q_path).equals(quarantine)
-    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == ["dicom_metadata.parquet", "quarantine.parquet"]
+    written = sorted(p.name for p in (tmp_path / "processed").iterdir())
+    assert written == ["dicom_metadata.parquet", "quarantine.parquet"]  # no temp files left
     with pytest.raises(ValueError, match="schema"):
         dm.write_metadata(metadata.drop("path"), quarantine, tmp_path / "other")
     assert not (tmp_path / "other" / "dicom_metadata.parquet").exists()
@@ -215,8 +222,9 @@ def test_pydicom_test_files_never_crash(pydicom_files):
     assert set(quarantine["error_type"]) <= QUARANTINE_TYPES
     assert all(m for m in quarantine["message"])
     reason = dict(zip(quarantine["path"], quarantine["error_type"]))
-    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                 "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "CT_small.dcm"):
+    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
+                 "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                 "CT_small.dcm"):
         assert rel_of[name] in row_paths, (name, reason.get(rel_of[name]))
     expected_reasons = {
         "MR_truncated.dcm": "truncated",
@@ -249,8 +257,8 @@ def test_fast_header_path_matches_dcmread(pydicom_files):
 # ----------------------------------------------------------------------------- pixels
 
 
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                                  "MR_small_bigendian.dcm"])
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm"])
 def test_lossless_decoding_matches_uncompressed(name):
     reference = dm.read_pixels(get_testdata_file("MR_small.dcm"))
     pixels = dm.read_pixels(get_testdata_file(name))
@@ -259,13 +267,15 @@ def test_lossless_decoding_matches_uncompressed(name):
 
 
 def test_jpeg_baseline_decodes_close_to_lossless_copy():
-    lossy = dm.read_pixels(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))  # JPEG baseline (1.2.840.10008.1.2.4.50)
+    # JPEG baseline (1.2.840.10008.1.2.4.50) against the RLE copy of the same image
+    lossy = dm.read_pixels(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
     lossless = dm.read_pixels(get_testdata_file("SC_rgb_rle.dcm"))
     assert lossy.shape == lossless.shape == (100, 100, 3)
     assert np.abs(lossy - lossless).mean() < 3.0
 
 
-@pytest.mark.parametrize("name, shape", [("JPEG2000.dcm", (1024, 256)), ("JPEGLSNearLossless_16.dcm", (50, 10))])
+@pytest.mark.parametrize("name, shape", [("JPEG2000.dcm", (1024, 256)),
+                                         ("JPEGLSNearLossless_16.dcm", (50, 10))])
 def test_lossy_jpeg2000_and_jpegls_decode(name, shape):
     pixels = dm.read_pixels(get_testdata_file(name))
     assert pixels.shape == shape and pixels.dtype == np.float32 and np.ptp(pixels) > 0
@@ -319,7 +329,8 @@ def test_synthetic_faults_are_quarantined_and_the_rest_is_sane(synth_faults):
     assert set(metadata["split"]) == {"train", "test"}
     assert (metadata["rows"] == 64).all() and (metadata["columns"] == 64).all()
     assert (metadata["pixel_spacing_row"] > 0).all() and (metadata["pixel_spacing_col"] > 0).all()
-    assert (metadata["modality"] == "MR").all() and (metadata["photometric_interpretation"] == "MONOCHROME2").all()
+    assert (metadata["modality"] == "MR").all()
+    assert (metadata["photometric_interpretation"] == "MONOCHROME2").all()
     assert (metadata["bits_allocated"] == 16).all()
     normal_norm = (metadata["normal_x"] ** 2 + metadata["normal_y"] ** 2 + metadata["normal_z"] ** 2).sqrt()
     assert ((normal_norm - 1).abs() < 1e-4).all()
@@ -327,9 +338,12 @@ def test_synthetic_faults_are_quarantined_and_the_rest_is_sane(synth_faults):
     axial = metadata.filter(pl.col("series_description") == "Axial T2")
     assert (sagittal["normal_x"].abs() > 0.9).all() and (axial["normal_z"].abs() > 0.7).all()
     # slices of one series lie at distinct positions along its normal
-    per_series = metadata.group_by("series_id").agg(pl.len(), pl.col("slice_position").n_unique().alias("n_pos"))
+    per_series = metadata.group_by("series_id").agg(
+        pl.len(), pl.col("slice_position").n_unique().alias("n_pos")
+    )
     assert (per_series["len"] == per_series["n_pos"]).all()
     missing_spacing = [f["path"] for f in manifest["faults"] if f["kind"] == "missing_spacing_tags"]
+    assert missing_spacing, manifest["faults"]
     for series_path in missing_spacing:
         rows = metadata.filter(pl.col("path").str.starts_with(series_path + "/"))
         assert rows.height > 0 and rows["slice_thickness"].null_count() == rows.height

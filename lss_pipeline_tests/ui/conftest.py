@@ -166,6 +166,9 @@ def base_env(**overrides: str) -> dict[str, str]:
         DO_NOT_TRACK="1",
         HF_HUB_OFFLINE="1",
         DAGSTER_DISABLE_TELEMETRY="1",
+        # MLflow 3's background job runner (GenAI evaluation jobs): not used, and its
+        # worker processes slow start-up and shutdown.
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     env.update(overrides)
