@@ -74,7 +74,7 @@ def bare_loop(config: TrainConfig, crops_path: Path, index_path: Path) -> float:
             loss.backward()
             optimizer.step()
             seen += len(idx)
-        float(loss)  # sync the device before the clock stops
+        loss.item()  # sync the device before the clock stops
         seconds += time.perf_counter() - started
     return seen / seconds
 
@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--no-augment", action="store_true", help="time the loop without augmentation too")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     results: dict[str, list[float]] = {"bare": [], "train_model": [], "train_model_no_aug": []}
     with tempfile.TemporaryDirectory() as tmp:

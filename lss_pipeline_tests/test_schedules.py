@@ -10,7 +10,6 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
-    SkipReason,
     build_schedule_context,
     instance_for_test,
 )

@@ -106,3 +106,20 @@ def test_half_written_file_is_not_acted_on(raw_dir, instance, monkeypatch):
     monkeypatch.setattr(label_watch, "_pause", lambda seconds: None)
     requests, skip, new_cursor = tick(cursor, instance)
     assert len(requests) == 1 and new_cursor != cursor
+
+
+def test_first_tick_after_a_labels_build_from_the_same_files_skips(raw_dir):
+    from dagster import AssetMaterialization
+
+    write_labels(raw_dir)
+    snapshot = label_watch.read_label_snapshot(raw_dir, settle_seconds=0.0)
+    with DagsterInstance.ephemeral() as fresh:
+        fresh.report_runless_asset_event(
+            AssetMaterialization("labels", metadata={"labels_hash": snapshot.labels_hash})
+        )
+        requests, skip, cursor = tick(None, fresh)
+        assert requests == [] and "already materialized" in skip
+        assert cursor == snapshot.labels_hash
+        (raw_dir / TRAIN_CSV).write_text("study_id,spinal_canal_stenosis_l1_l2\n1,Severe\n")
+        requests, skip, _ = tick(cursor, fresh)
+        assert len(requests) == 1 and requests[0].run_key != snapshot.labels_hash

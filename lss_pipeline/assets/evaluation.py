@@ -3,13 +3,9 @@
 
 import json
 
-import mlflow
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
-from mlflow.tracking import MlflowClient
 
-from lss_pipeline.core import report as report_core
-from lss_pipeline.core import tracking
 from lss_pipeline.core.atomic import write_json
 from lss_pipeline.core.constants import ARCHITECTURES, CATEGORIES
 from lss_pipeline.core.label_watch import read_label_snapshot
@@ -34,6 +30,8 @@ def dataset_info(settings: Settings) -> dict:
 
 def training_runs_table() -> pl.DataFrame:
     """Every finished training run of the lss-<category> experiments (for the loss comparison)."""
+    import mlflow
+
     experiments = [e for e in (mlflow.get_experiment_by_name(f"lss-{c}") for c in CATEGORIES) if e is not None]
     if not experiments:
         return pl.DataFrame()
@@ -59,6 +57,10 @@ def training_runs_table() -> pl.DataFrame:
 
 def set_champions(settings: Settings) -> dict[str, dict]:
     """Point `lss-<category>@champion` at the best available model: macro recall, then fewer MACs."""
+    from mlflow.tracking import MlflowClient
+
+    from lss_pipeline.core import report as report_core
+
     rows = []
     for arch in ARCHITECTURES:
         for category in CATEGORIES:
@@ -94,6 +96,12 @@ def set_champions(settings: Settings) -> dict[str, dict]:
 def evaluation_report(
     context: AssetExecutionContext, settings: LssSettings, mlflow_tracking: MLflowTracking
 ) -> MaterializeResult:
+    # MLflow and matplotlib load here, not when the code location loads.
+    import mlflow
+
+    from lss_pipeline.core import report as report_core
+    from lss_pipeline.core import tracking
+
     cfg = settings.get()
     mlflow_tracking.configure(cfg)
     champions = set_champions(cfg)

@@ -8,6 +8,7 @@ from lss_pipeline.assets._progress import log_progress
 from lss_pipeline.core import dicom_metadata as dicom_core
 from lss_pipeline.core import labels as labels_core
 from lss_pipeline.core.atomic import write_json, write_parquet
+from lss_pipeline.core.label_watch import read_label_snapshot
 from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES, TRAIN_CSV
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.resources import LssSettings
@@ -77,6 +78,8 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
         raise Failure(description=str(err)) from err
     path = cfg.processed_dir / "labels.parquet"
     write_parquet(table, path)
+    # The retraining sensor compares this with the files' current hash.
+    labels_hash = read_label_snapshot(cfg.raw_dir, settle_seconds=0.0).labels_hash
     write_json(stats, cfg.processed_dir / "labels_stats.json")
     class_counts = (
         table.with_columns(pl.col("severity").fill_null("(blank)"))
@@ -91,6 +94,7 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(path)),
+            "labels_hash": labels_hash or "",
             "rows": table.height,
             "studies": table["study_id"].n_unique() if table.height else 0,
             "class_counts": MetadataValue.md(markdown_table(class_counts)),

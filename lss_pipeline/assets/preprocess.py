@@ -16,9 +16,6 @@ from dagster import (
 )
 
 from lss_pipeline.assets._progress import log_progress
-from lss_pipeline.core import class_weights as weights_core
-from lss_pipeline.core import crops as crops_core
-from lss_pipeline.core import splits as splits_core
 from lss_pipeline.core.atomic import write_parquet
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.partitions import category_partitions
@@ -37,6 +34,8 @@ class SplitsConfig(Config):
     description="Study-level K folds, stratified on the study's label profile, grouped by study.",
 )
 def data_splits(context: AssetExecutionContext, settings: LssSettings, config: SplitsConfig) -> MaterializeResult:
+    from lss_pipeline.core import splits as splits_core  # scikit-learn loads with it
+
     cfg = settings.get()
     labels_df = pl.read_parquet(cfg.processed_dir / "labels.parquet")
     splits = splits_core.make_splits(labels_df, n_folds=config.n_folds, seed=config.seed)
@@ -56,6 +55,8 @@ def data_splits(context: AssetExecutionContext, settings: LssSettings, config: S
 
 @asset_check(asset="data_splits", additional_deps=["labels"], description="No study crosses folds; every class appears in every validation fold where the data allows.")
 def folds_are_study_grouped_and_stratified(settings: LssSettings) -> AssetCheckResult:
+    from lss_pipeline.core import splits as splits_core
+
     cfg = settings.get()
     splits = pl.read_parquet(cfg.processed_dir / "data_splits.parquet")
     labels_df = pl.read_parquet(cfg.processed_dir / "labels.parquet")
@@ -80,6 +81,8 @@ class CropConfig(Config):
     description="2.5D crops around each labelled level (neighbouring slices as channels) + Parquet index.",
 )
 def level_crops(context: AssetExecutionContext, settings: LssSettings, config: CropConfig) -> MaterializeResult:
+    from lss_pipeline.core import crops as crops_core  # OpenCV, pydicom decoders
+
     cfg = settings.get()
     category = context.partition_key
     profile = cfg.profile
@@ -137,6 +140,8 @@ class ClassWeightsConfig(Config):
     description="Class counts over the training folds and weights: inverse frequency, effective number, competition 1/2/4.",
 )
 def class_weights(context: AssetExecutionContext, settings: LssSettings, config: ClassWeightsConfig) -> MaterializeResult:
+    from lss_pipeline.core import class_weights as weights_core
+
     cfg = settings.get()
     category = context.partition_key
     index = pl.read_parquet(cfg.crops_dir / category / "index.parquet")

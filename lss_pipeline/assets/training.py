@@ -1,8 +1,10 @@
 """`trained_model` [arch × category]: a timm model per condition category, one MLflow run each."""
 
 
-import torch
+import warnings
+
 from dagster import (
+    BetaWarning,
     AssetDep,
     AssetExecutionContext,
     Config,
@@ -12,9 +14,8 @@ from dagster import (
     asset,
 )
 
-from lss_pipeline.core import tracking
+
 from lss_pipeline.core.atomic import write_json
-from lss_pipeline.core.training import TrainConfig, class_weights_for, train_model
 from lss_pipeline.partitions import model_partitions
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 
@@ -33,7 +34,9 @@ GPU_STEP_K8S_CONFIG = {
     },
 }
 
-_per_category = MultiToSingleDimensionPartitionMapping(partition_dimension_name="category")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)  # the mapping is the documented way to fan out by category
+    _per_category = MultiToSingleDimensionPartitionMapping(partition_dimension_name="category")
 
 
 class TrainingConfig(Config):
@@ -75,6 +78,12 @@ def trained_model(
     mlflow_tracking: MLflowTracking,
     compute: ComputeDevice,
 ) -> MaterializeResult:
+    # torch/timm/MLflow load here, not when the code location loads (UI start-up, every step process).
+    import torch
+
+    from lss_pipeline.core import tracking
+    from lss_pipeline.core.training import TrainConfig, class_weights_for, train_model
+
     cfg = settings.get()
     keys = context.partition_key.keys_by_dimension
     arch, category = keys["arch"], keys["category"]

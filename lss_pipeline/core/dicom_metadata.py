@@ -297,10 +297,9 @@ def _check_pixel_data(
 
     if length != _UNDEFINED_LENGTH:
         available = file_size - value_start
-        if available < min(length, expected) or available < length:
+        if available < length:
             raise QuarantineError(
-                "truncated",
-                f"{name} needs {max(length, expected)} bytes from offset {value_start}, file has {available}",
+                "truncated", f"{name} needs {length} bytes from offset {value_start}, file has {available}"
             )
         if not encapsulated and length < expected:
             raise QuarantineError(

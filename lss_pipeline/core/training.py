@@ -448,7 +448,10 @@ def train_model(
             torch.backends.cudnn.benchmark = True
         criterion = build_loss(config.loss, class_weights, config.gamma, len(CLASS_NAMES)).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        # Drop the ragged last batch: a batch of one breaks BatchNorm, and shuffling
+        # means a different remainder sits out each epoch.
+        drop_last = len(train_set) > config.batch_size
+        steps_per_epoch = len(train_set) // config.batch_size if drop_last else 1
         if config.max_train_batches is not None:
             steps_per_epoch = min(steps_per_epoch, config.max_train_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -487,7 +490,8 @@ def train_model(
             train_set.epoch = epoch
             shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
             train_loader = DataLoader(
-                train_set, batch_size=config.batch_size, sampler=RandomSampler(train_set, generator=shuffle), **loader_kwargs
+                train_set, batch_size=config.batch_size, sampler=RandomSampler(train_set, generator=shuffle),
+                drop_last=drop_last, **loader_kwargs,
             )
             loss_sum = torch.zeros((), device=device)
             seen = 0

@@ -16,7 +16,16 @@ from lss_pipeline.core.training import (
     warmup_cosine,
 )
 
-SLICES, PX = 5, 64
+SLICES, PX = 5, 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # The test machine is shared: oversubscribed OpenMP threads make each step 10x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def write_synthetic_crops(folder, n=300, seed=0, px=PX, slices=SLICES):
@@ -67,8 +76,10 @@ def data(tmp_path_factory):
 def trained(data, tmp_path_factory):
     crops, index = data
     out = tmp_path_factory.mktemp("model")
-    config = TrainConfig(arch="convnext", timm_name="convnext_atto", epochs=8, batch_size=32, lr=2e-3,
-                         patience=8, device="cpu", val_fold=0)
+    # ResNet: BatchNorm nets learn this from scratch in a few dozen steps; the LayerNorm
+    # ones (ConvNeXt, Swin) need many more (see benchmarks/README.md).
+    config = TrainConfig(arch="resnet", timm_name="resnet18", crop_px=PX, epochs=6, batch_size=32, lr=1e-3,
+                         patience=6, device="cpu", val_fold=0)
     tracker = RecordingTracker()
     seen = []
     result = train_model(config, crops, index, [1.0, 2.0, 4.0], out, tracker=tracker,
@@ -101,7 +112,7 @@ def test_oof_holds_every_validation_crop_with_probabilities(trained):
 
 def test_tracker_gets_params_and_per_epoch_metrics(trained):
     config, result, tracker, _, _ = trained
-    assert tracker.params["timm_name"] == "convnext_atto" and tracker.params["macs"] == result.macs
+    assert tracker.params["timm_name"] == "resnet18" and tracker.params["macs"] == result.macs
     per_epoch = [m for step, m in tracker.metrics if step is not None]
     assert len(per_epoch) == result.epochs_run
     expected = {"train_loss", "val_loss", "val_macro_recall", "lr",
@@ -113,7 +124,7 @@ def test_tracker_gets_params_and_per_epoch_metrics(trained):
 
 def test_killed_run_resumes_and_matches_uninterrupted_run(data, tmp_path):
     crops, index = data
-    config = TrainConfig(timm_name="convnext_atto", epochs=2, batch_size=16, max_train_batches=3,
+    config = TrainConfig(timm_name="convnext_atto", crop_px=PX, epochs=2, batch_size=16, max_train_batches=3,
                          device="cpu", patience=0, warmup_epochs=0.5)
     straight = train_model(config, crops, index, None, tmp_path / "straight")
 
@@ -139,13 +150,13 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(data, tmp_path):
 def test_bad_inputs_raise_clear_errors(data, tmp_path):
     crops, index = data
     with pytest.raises(ValueError, match="crops.npy: shape"):
-        train_model(TrainConfig(crop_px=32, device="cpu"), crops, index, None, tmp_path)
+        train_model(TrainConfig(crop_px=64, device="cpu"), crops, index, None, tmp_path)
     broken = tmp_path / "index.parquet"
     pl.read_parquet(index).drop("fold").write_parquet(broken)
     with pytest.raises(ValueError, match="missing columns \\['fold'\\]"):
-        train_model(TrainConfig(device="cpu"), crops, broken, None, tmp_path)
+        train_model(TrainConfig(crop_px=PX, device="cpu"), crops, broken, None, tmp_path)
     with pytest.raises(ValueError, match="val fold 9"):
-        train_model(TrainConfig(device="cpu", val_fold=9), crops, index, None, tmp_path)
+        train_model(TrainConfig(crop_px=PX, device="cpu", val_fold=9), crops, index, None, tmp_path)
     with pytest.raises(ValueError, match="flip_merge"):
         TrainConfig(category="scs", flip_merge=True).validate()
     assert not (tmp_path / "oof.parquet").exists()

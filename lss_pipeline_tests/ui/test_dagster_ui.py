@@ -150,4 +150,5 @@ def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dags
 
     table = pl.read_parquet(dagster_env["data_dir"] / "processed" / "dicom_metadata.parquet")
     # The instance count shown is the one written (8 studies x 3 series x tens of slices).
-    assert table.height > 100 and f"{table.height:,}" in body or str(table.height) in body
+    assert table.height > 100
+    assert str(table.height) in body, f"instance count {table.height} not shown in the asset metadata"
