@@ -74,7 +74,8 @@ def run_demo(
         result = materialize(
             [*ASSETS, *ASSET_CHECKS],
             selection=AssetSelection.assets(*names),
-            run_config={"ops": ops_config} if ops_config else None,
+            # INFO keeps the progress lines (epochs, crop counts) and drops Dagster's DEBUG events.
+            run_config={"ops": ops_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
             partition_key=partition_key,
             instance=instance,
             resources=resources,

@@ -48,9 +48,10 @@ def test_pretrained_from_local_file_adapts_first_conv_and_drops_head(tmp_path):
     torch.save(rgb.state_dict(), path)
 
     torch.manual_seed(2)
-    fresh_fc = create_model("resnet18", in_chans=5, num_classes=3).fc.weight.detach().clone()
+    fresh_fc = create_model("resnet18", in_chans=5, num_classes=3).backbone.fc.weight.detach().clone()
     torch.manual_seed(2)
-    model = create_model("resnet18", in_chans=5, num_classes=3, pretrained_path=path)
+    model = create_model("resnet18", in_chans=5, num_classes=3, pretrained_path=path).backbone
+    rgb = rgb.backbone
 
     torch.testing.assert_close(model.conv1.weight, adapt_conv_weight(rgb.conv1.weight, 5))
     # A gray image repeated on every channel gives the RGB model's first-conv response.
@@ -61,7 +62,7 @@ def test_pretrained_from_local_file_adapts_first_conv_and_drops_head(tmp_path):
 
 def test_pretrained_with_wrong_body_shape_is_an_error_naming_the_key(tmp_path):
     state = create_model("resnet18", in_chans=3, num_classes=3).state_dict()
-    state["layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
+    state["backbone.layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
     path = tmp_path / "bad.pth"
     torch.save({"state_dict": state}, path)
     model = create_model("resnet18", in_chans=3, num_classes=3)
@@ -69,3 +70,11 @@ def test_pretrained_with_wrong_body_shape_is_an_error_naming_the_key(tmp_path):
         load_pretrained(model, path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_pretrained(model, tmp_path / "missing.pth")
+
+
+def test_model_normalises_crops_in_unit_range_before_the_backbone():
+    model = create_model("resnet18", in_chans=5, num_classes=3).eval()
+    crops = torch.rand(2, 5, 64, 64)
+    with torch.no_grad():
+        expected = model.backbone((crops - 0.5) / 0.25)
+        torch.testing.assert_close(model(crops), expected)
