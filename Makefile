@@ -30,7 +30,7 @@ test: setup
 
 # Real-browser tests of the Dagster and MLflow UIs (installs Debian's chromium when root).
 test-ui: setup
-	bash scripts/install_chromium.sh
+	bash scripts/install_chromium.sh || echo "Chromium could not be installed: the browser tests will skip, saying why"
 	$(BIN)/python -m pytest -m ui -q
 
 ui: setup
