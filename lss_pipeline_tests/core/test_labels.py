@@ -17,9 +17,7 @@ from lss_pipeline.core.constants import (
 )
 from lss_pipeline.core.labels import LABELS_SCHEMA, LabelValidationError, build_labels, write_labels
 
-REAL_LABELS = Path("/work/shared/rsna_labels")
-if not (REAL_LABELS / TRAIN_CSV).is_file():  # also look beside the repository, as the README says
-    REAL_LABELS = Path(__file__).resolve().parents[3] / "shared" / "rsna_labels"
+from lss_pipeline_tests.real_labels import REAL_LABELS
 
 
 # ----------------------------------------------------------------------------- small hand-made tables

@@ -11,7 +11,7 @@ import pytest
 from lss_pipeline.core import constants
 from lss_pipeline.core.splits import check_splits, make_splits
 
-REAL_LABELS = Path(__file__).resolve().parents[3] / "shared" / "rsna_labels"
+from lss_pipeline_tests.real_labels import REAL_LABELS
 
 
 def synthetic_labels(n_studies: int, seed: int) -> pl.DataFrame:

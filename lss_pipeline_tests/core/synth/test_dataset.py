@@ -18,7 +18,7 @@ from lss_pipeline.core.constants import (
 from lss_pipeline.core.synth import FAULT_KINDS, MANIFEST, generate_dataset, read_manifest, sample_labels
 from lss_pipeline.core.synth.dataset import CELLS
 
-REAL_LABELS = Path(__file__).resolve().parents[3].parent / "shared" / "rsna_labels"
+from lss_pipeline_tests.real_labels import REAL_LABELS
 SMALL = dict(rows=64, sagittal_slices=9, axial_slices_per_level=3, workers=1)
 HEADERS = {TRAIN_CSV: TRAIN_CSV_HEADER, COORDINATES_CSV: COORDINATES_CSV_HEADER, SERIES_CSV: SERIES_CSV_HEADER,
            TEST_SERIES_CSV: SERIES_CSV_HEADER, SUBMISSION_CSV: SUBMISSION_CSV_HEADER}

@@ -1,0 +1,28 @@
+"""The evaluation report's self-contained HTML opens in headless Chromium with its plots."""
+
+import pytest
+
+from lss_pipeline.core.report import build_report
+from lss_pipeline_tests.core.test_report import CONVNEXT_WRONG, DATASET, MACS, RESNET_WRONG, write_partition
+
+pytestmark = pytest.mark.ui
+
+
+def test_report_html_renders_tables_and_embedded_plots(tmp_path, page, artifacts_dir):
+    models = tmp_path / "models"
+    for cat, wrong in CONVNEXT_WRONG.items():
+        write_partition(models, "convnext", cat, wrong, MACS["convnext"])
+    for cat, wrong in RESNET_WRONG.items():
+        write_partition(models, "resnet", cat, wrong, MACS["resnet"])
+    result = build_report(models, tmp_path / "reports", dataset_info=DATASET)
+
+    page.goto(result.html_path.as_uri())
+    assert "synthetic" in page.inner_text("body")
+    assert page.locator("table").count() >= 3
+    images = page.locator("img")
+    assert images.count() >= 3
+    # Every embedded plot decoded: a broken data URI would leave naturalWidth at 0.
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert all(width > 100 for width in widths), widths
+    assert "76.17" in page.inner_text("body")  # the thesis' ConvNeXt SCS recall, side by side
+    page.screenshot(path=str(artifacts_dir / "evaluation_report.png"), full_page=True)
