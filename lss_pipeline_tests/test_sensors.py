@@ -7,26 +7,17 @@ from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build
 
 from lss_pipeline.core import label_watch
 from lss_pipeline.core.constants import COORDINATES_CSV, SERIES_CSV, TRAIN_CSV
+from lss_pipeline_tests.conftest import write_label_files
 from lss_pipeline.sensors import CODE_VERSION_TAG, LABELS_HASH_TAG, label_files_sensor
 
 
 def write_labels(raw: Path) -> None:
-    raw.mkdir(parents=True, exist_ok=True)
-    (raw / TRAIN_CSV).write_text("study_id,spinal_canal_stenosis_l1_l2\n1,Normal/Mild\n")
-    (raw / COORDINATES_CSV).write_text(
-        "study_id,series_id,instance_number,condition,level,x,y\n1,2,3,Spinal Canal Stenosis,L1/L2,4.0,5.0\n"
-    )
-    (raw / SERIES_CSV).write_text("study_id,series_id,series_description\n1,2,Sagittal T2/STIR\n")
+    write_label_files(raw)
 
 
 @pytest.fixture
-def raw_dir(tmp_path, monkeypatch) -> Path:
-    raw = tmp_path / "raw"
-    monkeypatch.setenv("LSS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LSS_RAW_DIR", str(raw))
-    # No real pause between the two reads; the unstable test swaps in its own.
-    monkeypatch.setattr(label_watch, "_pause", lambda seconds: None)
-    return raw
+def raw_dir(watched_raw_dir) -> Path:
+    return watched_raw_dir
 
 
 @pytest.fixture(scope="module")
