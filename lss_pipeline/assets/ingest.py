@@ -7,9 +7,9 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 from lss_pipeline.assets._progress import log_progress
 from lss_pipeline.core import dicom_metadata as dicom_core
 from lss_pipeline.core import labels as labels_core
-from lss_pipeline.core.atomic import write_json, write_parquet
+from lss_pipeline.core.atomic import write_json
 from lss_pipeline.core.label_watch import read_label_snapshot
-from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES, TRAIN_CSV
+from lss_pipeline.core.constants import TRAIN_CSV
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.resources import LssSettings
 
@@ -35,10 +35,7 @@ def dicom_metadata(context: AssetExecutionContext, settings: LssSettings) -> Mat
     metadata, quarantine = dicom_core.scan_dicom_folder(
         cfg.raw_dir, progress=log_progress(context, "DICOM headers")
     )
-    meta_path = cfg.processed_dir / "dicom_metadata.parquet"
-    quarantine_path = cfg.processed_dir / "quarantine.parquet"
-    write_parquet(metadata, meta_path)
-    write_parquet(quarantine, quarantine_path)
+    meta_path, quarantine_path = dicom_core.write_metadata(metadata, quarantine, cfg.processed_dir)
     by_reason = (
         quarantine.group_by("error_type").len().sort("len", descending=True)
         if quarantine.height
@@ -76,8 +73,7 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
     except labels_core.LabelValidationError as err:
         # Nothing was written: the error names file, row and column.
         raise Failure(description=str(err)) from err
-    path = cfg.processed_dir / "labels.parquet"
-    write_parquet(table, path)
+    path = labels_core.write_labels(table, cfg.processed_dir)
     # The retraining sensor compares this with the files' current hash.
     labels_hash = read_label_snapshot(cfg.raw_dir, settle_seconds=0.0).labels_hash
     write_json(stats, cfg.processed_dir / "labels_stats.json")
@@ -88,9 +84,8 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
         .sort("category", "severity")
     )
     context.log.info(f"labels: {table.height} rows; quirks: {stats}")
-    scalar_stats = {
-        k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool)) and not isinstance(v, bool)
-    }
+    # Numbers become their own metadata entries, which the UI plots across materializations.
+    numeric_stats = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(path)),
@@ -98,8 +93,7 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
             "rows": table.height,
             "studies": table["study_id"].n_unique() if table.height else 0,
             "class_counts": MetadataValue.md(markdown_table(class_counts)),
-            "categories": MetadataValue.json({"categories": list(CATEGORIES), "classes": list(CLASS_NAMES)}),
             "stats": MetadataValue.json(stats),
-            **{f"stat_{k}": v for k, v in scalar_stats.items()},
+            **numeric_stats,
         }
     )

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 MODEL_ALIASES: dict[str, tuple[str, dict]] = {
     "swin_demo_patch4_window4": (
         "swin_tiny_patch4_window7_224",
-        {"embed_dim": 32, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4},
+        # No stochastic depth: with a few hundred crops and 8 epochs it only slows learning
+        # (SBS demo set: macro recall 0.33 -> 0.55 without it).
+        {"embed_dim": 32, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4, "drop_path_rate": 0.0},
     ),
 }
 
