@@ -87,3 +87,57 @@ def test_summary_names_report_champions_and_uis(pipeline):
     settings, outcome = pipeline
     text = "\n".join(summary_lines(settings, outcome["seconds"]))
     assert "evaluation.html" in text and "champion:  lss-scs" in text and "make ui" in text
+
+
+def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
+    from dagster import DagsterInstance, materialize
+
+    from lss_pipeline.definitions import ASSETS, default_resources
+
+    settings, _ = pipeline
+    client = MlflowClient()
+    runs_before = {r.info.run_id for r in mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")}
+    versions_before = {v.version for v in client.search_model_versions("name='lss-scs'")}
+    champion_before = client.get_model_version_by_alias("lss-scs", "champion").version
+    result = materialize(
+        ASSETS, selection=["trained_model"], partition_key="convnext|scs", instance=DagsterInstance.ephemeral(),
+        resources=default_resources(), run_config={"ops": {"trained_model": {"config": {"epochs": 2}}}},
+    )
+    assert result.success
+    runs_after = {r.info.run_id for r in mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")}
+    versions_after = {v.version for v in client.search_model_versions("name='lss-scs'")}
+    assert runs_before < runs_after and len(runs_after) == len(runs_before) + 1
+    assert versions_before < versions_after
+    # Only the report moves the champion alias.
+    assert client.get_model_version_by_alias("lss-scs", "champion").version == champion_before
+
+
+def test_failed_training_marks_its_mlflow_run_failed(pipeline, tmp_path):
+    import shutil
+
+    import numpy as np
+    from dagster import DagsterInstance, materialize
+
+    from lss_pipeline.definitions import ASSETS
+    from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
+
+    settings, _ = pipeline
+    # A copy of the NFS crops whose array no longer matches the profile's crop size.
+    data_dir = tmp_path / "data"
+    crops_dir = data_dir / "crops" / "nfs"
+    shutil.copytree(settings.crops_dir / "nfs", crops_dir)
+    np.save(crops_dir / "crops.npy", np.zeros((3, 5, 8, 8), np.float16))
+    result = materialize(
+        ASSETS, selection=["trained_model"], partition_key="resnet|nfs", instance=DagsterInstance.ephemeral(),
+        resources={
+            "settings": LssSettings(data_dir=str(data_dir), raw_dir=str(settings.raw_dir)),
+            "mlflow_tracking": MLflowTracking(tracking_uri=settings.mlflow_tracking_uri),
+            "compute": ComputeDevice(device="cpu"),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed = mlflow.search_runs(
+        experiment_names=["lss-nfs"], filter_string="attributes.status = 'FAILED'", output_format="list"
+    )
+    assert len(failed) == 1 and failed[0].data.tags["dagster_partition_key"] == "resnet|nfs"
