@@ -33,6 +33,7 @@ from lss_pipeline.core.constants import (
     CLASS_NAMES,
     CONDITIONS,
 )
+from lss_pipeline.core.markdown import markdown_rows
 from lss_pipeline.core.metrics import (
     COMPETITION_TERMS,
     classification_metrics,
@@ -410,15 +411,6 @@ def _fmt_params(x: int | None) -> str:
     return "—" if x is None else f"{x / 1e6:.2f} M"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def cell(v: str) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _inline_html(text: str) -> str:
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
@@ -443,7 +435,7 @@ def render_markdown(blocks: list[Block]) -> str:
         elif kind == "list":
             parts.append("\n".join(f"- {item}" for item in b[1]))
         elif kind == "table":
-            parts.append(markdown_table(b[1], b[2]))
+            parts.append(markdown_rows(b[1], b[2]))
         elif kind == "img":
             parts.append(f"![{b[2]}]({b[1]})")
     return "\n\n".join(parts) + "\n"
@@ -738,7 +730,7 @@ def build_report(
                         "in percent per GMAC; weighted log loss uses weights 1/2/4."))
     if len(metrics):
         headers, main_rows = _main_table(metrics)
-        main_table = markdown_table(headers, main_rows)
+        main_table = markdown_rows(headers, main_rows)
         blocks.append(("table", headers, main_rows))
         headers, per_class_rows = _per_class_table(metrics)
         blocks += [("h", 3, "Per-class recall, precision, F1"), ("table", headers, per_class_rows)]
