@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from dagster import AssetSelection, DagsterInstance, materialize
+from dagster._core.instance.ref import InstanceRef
 
 from lss_pipeline.core.constants import ARCHITECTURES, CATEGORIES, TRAIN_CSV
 from lss_pipeline.core.settings import Settings
@@ -37,6 +38,14 @@ def ensure_dataset(settings: Settings, n_studies: int, seed: int, say: Callable[
     return "synthetic"
 
 
+def full_build_tags(settings: Settings) -> dict[str, str]:
+    from lss_pipeline.core.label_watch import code_version, read_label_snapshot
+    from lss_pipeline.sensors import FULL_BUILD_TRIGGER, retrain_tags
+
+    labels_hash = read_label_snapshot(settings.raw_dir, settle_seconds=0.0).labels_hash or ""
+    return retrain_tags(labels_hash, code_version(), trigger=FULL_BUILD_TRIGGER)
+
+
 def plan(archs=ARCHITECTURES, categories=CATEGORIES) -> list[tuple[tuple[str, ...], str | None]]:
     """(asset names, partition key) per run, in dependency order."""
     steps: list[tuple[tuple[str, ...], str | None]] = [(("dicom_metadata", "labels", "data_splits"), None)]
@@ -57,13 +66,28 @@ def run_demo(
     run_config: dict | None = None,
 ) -> dict:
     """Materialize the graph in order. ``run_config``: asset name → its config, for every run of it."""
-    from lss_pipeline.definitions import ASSET_CHECKS, ASSETS, default_resources
-
     started = time.monotonic()
     settings = settings or Settings.from_env()
     kind = ensure_dataset(settings, n_studies, seed, say)
-    os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
-    instance = DagsterInstance.get()
+    # The instance `make ui` serves, so these runs show in the UI (its dagster.yaml reads
+    # DAGSTER_HOME, set for the duration of the build only).
+    home = str(dagster_home(settings))
+    previous_home = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = home
+    try:
+        with DagsterInstance.from_ref(InstanceRef.from_dir(home)) as instance:
+            _materialize_steps(instance, archs, categories, settings, run_config, say)
+    finally:
+        if previous_home is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous_home
+    return {"seconds": time.monotonic() - started, "dataset": kind, "settings": settings}
+
+
+def _materialize_steps(instance, archs, categories, settings: Settings, run_config, say) -> None:
+    from lss_pipeline.definitions import ASSET_CHECKS, ASSETS, default_resources
+
     resources = default_resources()
     steps = plan(archs, categories)
     for number, (names, partition_key) in enumerate(steps, start=1):
@@ -71,6 +95,7 @@ def run_demo(
         label = ", ".join(names) + (f" [{partition_key}]" if partition_key else "")
         say(f"[{number}/{len(steps)}] {label} …")
         ops_config = {name: {"config": run_config[name]} for name in names if run_config and name in run_config}
+        is_last = number == len(steps)
         result = materialize(
             [*ASSETS, *ASSET_CHECKS],
             selection=AssetSelection.assets(*names),
@@ -80,6 +105,8 @@ def run_demo(
             instance=instance,
             resources=resources,
             raise_on_error=True,
+            # The finished build counts as a retraining for the periodic schedule.
+            tags=full_build_tags(settings) if is_last else None,
         )
         failed_checks = [
             e.asset_check_evaluation_data.asset_check_key.name
@@ -88,7 +115,6 @@ def run_demo(
         ]
         note = f" (checks warned: {', '.join(failed_checks)})" if failed_checks else ""
         say(f"    done in {time.monotonic() - step_started:.1f} s{note}")
-    return {"seconds": time.monotonic() - started, "dataset": kind, "settings": settings}
 
 
 def summary_lines(settings: Settings, seconds: float | None = None) -> list[str]:

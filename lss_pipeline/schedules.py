@@ -22,7 +22,14 @@ from dagster import (
 
 from lss_pipeline.core.label_watch import code_version, read_label_snapshot
 from lss_pipeline.core.settings import Settings
-from lss_pipeline.sensors import CODE_VERSION_TAG, LABELS_HASH_TAG, RETRAIN_JOB_NAME, retrain_tags
+from lss_pipeline.sensors import (
+    CODE_VERSION_TAG,
+    FULL_BUILD_TRIGGER,
+    LABELS_HASH_TAG,
+    RETRAIN_JOB_NAME,
+    TRIGGER_TAG,
+    retrain_tags,
+)
 
 RETRAIN_CRON_ENV = "LSS_RETRAIN_CRON"
 RETRAIN_TIMEZONE_ENV = "LSS_RETRAIN_TIMEZONE"
@@ -40,12 +47,17 @@ def retrain_cron(environ: dict | None = None) -> str:
 
 
 def last_successful_retrain(instance: DagsterInstance) -> DagsterRun | None:
-    """Most recent successful ``retrain_job`` run, or None."""
-    runs = instance.get_runs(
-        filters=RunsFilter(job_name=RETRAIN_JOB_NAME, statuses=[DagsterRunStatus.SUCCESS]),
-        limit=1,
-    )
-    return runs[0] if runs else None
+    """The newest successful retraining: a ``retrain_job`` run, or the last run of a full build
+    (``lss-pipeline demo``), which carries the same tags. None if there is neither."""
+    records = [
+        *instance.get_run_records(
+            filters=RunsFilter(job_name=RETRAIN_JOB_NAME, statuses=[DagsterRunStatus.SUCCESS]), limit=1
+        ),
+        *instance.get_run_records(
+            filters=RunsFilter(tags={TRIGGER_TAG: FULL_BUILD_TRIGGER}, statuses=[DagsterRunStatus.SUCCESS]), limit=1
+        ),
+    ]
+    return max(records, key=lambda record: record.create_timestamp).dagster_run if records else None
 
 
 @schedule(
@@ -70,10 +82,10 @@ def periodic_retrain_schedule(context: ScheduleEvaluationContext):
     if last is not None and last.tags.get(LABELS_HASH_TAG) == labels_hash and last.tags.get(CODE_VERSION_TAG) == code:
         return SkipReason(
             f"labels (sha256 {labels_hash[:12]}) and code ({code[:12]}) unchanged since the last "
-            f"successful {RETRAIN_JOB_NAME} run {last.run_id}"
+            f"successful retraining (run {last.run_id})"
         )
     if last is None:
-        why = f"no successful {RETRAIN_JOB_NAME} run yet"
+        why = "no successful retraining yet"
     else:
         changed = [
             what

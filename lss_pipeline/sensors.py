@@ -19,6 +19,8 @@ RETRAIN_JOB_NAME = "retrain_job"
 LABELS_HASH_TAG = "lss/labels_hash"
 CODE_VERSION_TAG = "lss/code_version"
 TRIGGER_TAG = "lss/trigger"
+# The last run of `lss-pipeline demo` (a full build) carries the retraining tags with this trigger.
+FULL_BUILD_TRIGGER = "full_build"
 
 
 def retrain_tags(labels_hash: str, code: str, trigger: str) -> dict[str, str]:

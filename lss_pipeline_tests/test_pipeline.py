@@ -89,6 +89,22 @@ def test_summary_names_report_champions_and_uis(pipeline):
     assert "evaluation.html" in text and "champion:  lss-scs" in text and "make ui" in text
 
 
+def test_demo_runs_are_recorded_in_the_ui_instance_and_count_as_a_retraining(pipeline, monkeypatch):
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    from lss_pipeline.schedules import last_successful_retrain
+    from lss_pipeline.sensors import LABELS_HASH_TAG
+
+    settings, _ = pipeline
+    home = settings.data_dir / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # deploy/dagster.yaml reads it
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert len(instance.get_run_records()) == 1 + 3 + len(ARCHS) * 3 + 1
+        last = last_successful_retrain(instance)
+        assert last is not None and last.tags[LABELS_HASH_TAG]
+
+
 def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
     from dagster import DagsterInstance, materialize
 

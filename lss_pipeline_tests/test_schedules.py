@@ -111,3 +111,17 @@ def test_missing_labels_skip(raw_dir, instance):
     (raw_dir / TRAIN_CSV).unlink()
     result = evaluate(instance)
     assert not result.run_requests and TRAIN_CSV in result.skip_message
+
+
+def test_a_full_build_on_the_same_labels_and_code_counts_as_a_retraining(raw_dir, instance):
+    from lss_pipeline.sensors import FULL_BUILD_TRIGGER, TRIGGER_TAG
+
+    build = DagsterRun(
+        job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.SUCCESS,
+        tags={**current_tags(raw_dir), TRIGGER_TAG: FULL_BUILD_TRIGGER},
+    )
+    instance.add_run(build)
+    result = evaluate(instance)
+    assert not result.run_requests and build.run_id in result.skip_message
+    (raw_dir / TRAIN_CSV).write_text("study_id,spinal_canal_stenosis_l1_l2\n1,Moderate\n")
+    assert len(evaluate(instance).run_requests) == 1
