@@ -67,7 +67,8 @@ def last_successful_retrain(instance: DagsterInstance) -> DagsterRun | None:
     default_status=DefaultScheduleStatus.STOPPED,
     description=(
         "Periodic retraining (cron from LSS_RETRAIN_CRON, default weekly). Skips when the "
-        "label files and the code are unchanged since the last successful retrain_job run."
+        "label files and the code are unchanged since the last successful retraining "
+        "(a retrain_job run, or a full build by `lss-pipeline demo`)."
     ),
 )
 def periodic_retrain_schedule(context: ScheduleEvaluationContext):
