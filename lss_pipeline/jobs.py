@@ -1,11 +1,30 @@
 """Jobs. Dagster runs one partitioning per run, so the graph is cut at partition boundaries;
 the whole graph (or the retraining part) runs as an asset backfill, which the daemon orders."""
 
+import time
 
-from dagster import AssetKey, AssetSelection, define_asset_job
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    Config,
+    Failure,
+    OpExecutionContext,
+    define_asset_job,
+    job,
+    op,
+)
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
+    PartitionBackfill,
+)
+from dagster._core.utils import make_new_backfill_id
+from dagster._time import get_current_timestamp
 from dagster_k8s import k8s_job_executor
 
 from lss_pipeline.partitions import category_partitions, model_partitions
+from lss_pipeline.sensors import RETRAIN_JOB_NAME
 
 INGEST_ASSETS = ("dicom_metadata", "labels", "data_splits")
 CROP_ASSETS = ("level_crops", "class_weights")
@@ -51,22 +70,6 @@ ALL_KEYS = tuple(AssetKey(name) for name in ALL_ASSETS)
 # The retraining assets span three partitionings, which no single Dagster run can hold, so the
 # retrain job launches them as one asset backfill (the daemon runs it in dependency order, every
 # partition) and waits for it: the job succeeds exactly when the retraining did.
-
-import time  # noqa: E402
-
-from dagster import Config, Failure, OpExecutionContext, job, op  # noqa: E402
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset  # noqa: E402
-from dagster._core.execution.backfill import (  # noqa: E402
-    BULK_ACTION_TERMINAL_STATUSES,
-    BulkActionStatus,
-    PartitionBackfill,
-)
-from dagster._core.utils import make_new_backfill_id  # noqa: E402
-from dagster._time import get_current_timestamp  # noqa: E402
-
-RETRAIN_JOB_NAME = "retrain_job"
-
-
 class RetrainConfig(Config):
     wait: bool = True  # wait for the backfill so this run's status is the retraining's status
     timeout_s: int = 24 * 3600

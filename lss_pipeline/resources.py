@@ -42,22 +42,19 @@ class MLflowTracking(ConfigurableResource):
     artifacts_dir: str = ""
     ui_url: str = "http://127.0.0.1:5000"
 
-    def resolve(self, settings: Settings) -> tuple[str, Path]:
-        uri = self.tracking_uri or settings.mlflow_tracking_uri
-        artifacts = Path(self.artifacts_dir) if self.artifacts_dir else settings.mlflow_artifacts_dir
-        return uri, artifacts
-
     def configure(self, settings: Settings) -> str:
+        """Point MLflow at this store; returns the tracking URI."""
         from lss_pipeline.core import tracking
 
-        uri, artifacts = self.resolve(settings)
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        uri = self.tracking_uri or settings.mlflow_tracking_uri
+        artifacts = Path(self.artifacts_dir) if self.artifacts_dir else settings.mlflow_artifacts_dir
         tracking.configure_mlflow(uri, artifacts)
         return uri
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        from lss_pipeline.core import tracking
+
+        return tracking.run_url(run_id, experiment_id, self.ui_url)
 
 
 class ComputeDevice(ConfigurableResource):
@@ -66,12 +63,3 @@ class ComputeDevice(ConfigurableResource):
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     channels_last: bool = True
-
-    def describe(self) -> dict[str, str]:
-        import torch
-
-        resolved = self.device
-        if resolved == "auto":
-            resolved = "cuda" if torch.cuda.is_available() else "cpu"
-        name = torch.cuda.get_device_name(torch.device(resolved)) if resolved.startswith("cuda") else "cpu"
-        return {"device": resolved, "precision": self.precision, "device_name": name}
