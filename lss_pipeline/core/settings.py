@@ -3,6 +3,10 @@
 LSS_DATA_DIR  root of everything generated (default ``data/`` under the working directory)
 LSS_RAW_DIR   the RSNA folder (default ``$LSS_DATA_DIR/raw``)
 LSS_PROFILE   ``demo`` (default, CPU minutes) or ``full`` (GPU, thesis sizes)
+LSS_DEPLOYMENT ``local`` (default: embedded sqlite, in-process), ``team`` (Dagster and MLflow on
+              PostgreSQL) or ``k8s`` (training steps as GPU pods)
+
+Paths of every file live on ``settings.paths`` (``core/paths.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast
+
+from lss_pipeline.core.paths import Paths
 
 PROFILE_NAMES = ("demo", "full")
+DEPLOYMENTS = ("local", "team", "k8s")
+Deployment = Literal["local", "team", "k8s"]
 
 
 @dataclass(frozen=True)
@@ -67,39 +76,44 @@ class Settings:
     data_dir: Path
     raw_dir: Path
     profile_name: str = "demo"
+    deployment: Deployment = "local"
 
     @property
     def profile(self) -> Profile:
         return PROFILES[self.profile_name]
 
-    # Everything generated lives under data_dir, never beside the code.
+    @property
+    def paths(self) -> Paths:
+        return Paths(data_dir=self.data_dir, raw_dir=self.raw_dir)
+
+    # Shortcuts to the folders most code needs; file names live on `paths`.
     @property
     def processed_dir(self) -> Path:
-        return self.data_dir / "processed"
+        return self.paths.processed_dir
 
     @property
     def crops_dir(self) -> Path:
-        return self.data_dir / "crops"
+        return self.paths.crops_dir
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.paths.models_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.data_dir / "reports"
+        return self.paths.reports_dir
 
     @property
     def mlflow_dir(self) -> Path:
-        return self.data_dir / "mlflow"
+        return self.paths.mlflow_dir
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.paths.mlflow_db.resolve()}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
-        return self.mlflow_dir / "artifacts"
+        return self.paths.mlflow_artifacts_dir
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
@@ -109,4 +123,9 @@ class Settings:
         profile = env.get("LSS_PROFILE") or "demo"
         if profile not in PROFILES:
             raise ValueError(f"LSS_PROFILE={profile!r} is not one of {sorted(PROFILES)}")
-        return cls(data_dir=data_dir, raw_dir=raw_dir, profile_name=profile)
+        deployment = env.get("LSS_DEPLOYMENT") or "local"
+        if deployment not in DEPLOYMENTS:
+            raise ValueError(f"LSS_DEPLOYMENT={deployment!r} is not one of {list(DEPLOYMENTS)}")
+        return cls(
+            data_dir=data_dir, raw_dir=raw_dir, profile_name=profile, deployment=cast(Deployment, deployment)
+        )

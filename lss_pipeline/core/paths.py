@@ -1,0 +1,231 @@
+"""Every file and folder the pipeline reads or writes, in one place.
+
+Nothing else in the package spells a file name: code asks ``settings.paths`` (a :class:`Paths`)
+for the path it needs. The Kaggle input names come from ``core/constants.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lss_pipeline.core.constants import (
+    COORDINATES_CSV,
+    SERIES_CSV,
+    SUBMISSION_CSV,
+    TEST_IMAGES,
+    TEST_SERIES_CSV,
+    TRAIN_CSV,
+    TRAIN_IMAGES,
+)
+
+# Written by `lss-pipeline synth` beside the Kaggle files; marks a synthetic raw folder.
+SYNTH_MANIFEST = "synth_manifest.json"
+# Ground truth of synthetic test studies; never an input of the pipeline (tests score against it).
+SYNTH_SOLUTION = "synth_solution.csv"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    raw_dir: Path
+
+    # --- raw RSNA folder (input) ----------------------------------------------------------
+    @property
+    def train_csv(self) -> Path:
+        return self.raw_dir / TRAIN_CSV
+
+    @property
+    def coordinates_csv(self) -> Path:
+        return self.raw_dir / COORDINATES_CSV
+
+    @property
+    def series_csv(self) -> Path:
+        return self.raw_dir / SERIES_CSV
+
+    @property
+    def test_series_csv(self) -> Path:
+        return self.raw_dir / TEST_SERIES_CSV
+
+    @property
+    def sample_submission_csv(self) -> Path:
+        return self.raw_dir / SUBMISSION_CSV
+
+    @property
+    def train_images(self) -> Path:
+        return self.raw_dir / TRAIN_IMAGES
+
+    @property
+    def test_images(self) -> Path:
+        return self.raw_dir / TEST_IMAGES
+
+    @property
+    def label_files(self) -> tuple[Path, Path, Path]:
+        """The files whose content hash is the labels' data version."""
+        return (self.train_csv, self.coordinates_csv, self.series_csv)
+
+    @property
+    def synth_manifest(self) -> Path:
+        return self.raw_dir / SYNTH_MANIFEST
+
+    @property
+    def synth_solution(self) -> Path:
+        return self.raw_dir / SYNTH_SOLUTION
+
+    @property
+    def dataset_kind(self) -> str:
+        """``synthetic`` when the raw folder was written by `lss-pipeline synth`, else ``rsna``."""
+        return "synthetic" if self.synth_manifest.exists() else "rsna"
+
+    # --- ingest ---------------------------------------------------------------------------
+    @property
+    def processed_dir(self) -> Path:
+        return self.data_dir / "processed"
+
+    @property
+    def dicom_metadata(self) -> Path:
+        return self.processed_dir / "dicom_metadata.parquet"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.processed_dir / "quarantine.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.processed_dir / "labels.parquet"
+
+    @property
+    def labels_stats(self) -> Path:
+        return self.processed_dir / "labels_stats.json"
+
+    @property
+    def data_splits(self) -> Path:
+        return self.processed_dir / "data_splits.parquet"
+
+    # --- crops (per category) ---------------------------------------------------------------
+    @property
+    def crops_dir(self) -> Path:
+        return self.data_dir / "crops"
+
+    def crops_category_dir(self, category: str) -> Path:
+        return self.crops_dir / category
+
+    def crops_array(self, category: str) -> Path:
+        return self.crops_category_dir(category) / "crops.npy"
+
+    def crops_index(self, category: str) -> Path:
+        return self.crops_category_dir(category) / "index.parquet"
+
+    def crops_skipped(self, category: str) -> Path:
+        return self.crops_category_dir(category) / "skipped.parquet"
+
+    def crops_samples_png(self, category: str) -> Path:
+        return self.crops_category_dir(category) / "samples.png"
+
+    def class_weights(self, category: str) -> Path:
+        return self.crops_category_dir(category) / "class_weights.json"
+
+    # --- models (per architecture × category) -----------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def model_dir(self, arch: str, category: str) -> Path:
+        return self.models_dir / arch / category
+
+    def model_fold_dir(self, arch: str, category: str, fold: int) -> Path:
+        return self.model_dir(arch, category) / f"fold{fold}"
+
+    def model_summary(self, arch: str, category: str) -> Path:
+        return self.model_dir(arch, category) / "summary.json"
+
+    def model_oof(self, arch: str, category: str) -> Path:
+        """Out-of-fold probabilities of every fold model of this partition."""
+        return self.model_dir(arch, category) / "oof.parquet"
+
+    def model_test_predictions(self, arch: str, category: str) -> Path:
+        """Test-split probabilities (mean of the fold models)."""
+        return self.model_dir(arch, category) / "test_predictions.parquet"
+
+    @staticmethod
+    def checkpoint_last(run_dir: Path) -> Path:
+        return run_dir / "last.pt"
+
+    @staticmethod
+    def checkpoint_best(run_dir: Path) -> Path:
+        return run_dir / "best.pt"
+
+    @staticmethod
+    def fold_oof(run_dir: Path) -> Path:
+        return run_dir / "oof.parquet"
+
+    @staticmethod
+    def fold_summary(run_dir: Path) -> Path:
+        return run_dir / "summary.json"
+
+    # --- localisation and predictions -------------------------------------------------------
+    @property
+    def localisers_dir(self) -> Path:
+        return self.data_dir / "localisers"
+
+    def localiser_dir(self, category: str) -> Path:
+        return self.localisers_dir / category
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    @property
+    def predictions_table(self) -> Path:
+        return self.predictions_dir / "predictions.parquet"
+
+    @property
+    def submission_csv(self) -> Path:
+        return self.predictions_dir / "submission.csv"
+
+    # --- evaluation ---------------------------------------------------------------------------
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def report_html(self) -> Path:
+        return self.reports_dir / "evaluation.html"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.reports_dir / "evaluation.md"
+
+    @property
+    def report_metrics_csv(self) -> Path:
+        return self.reports_dir / "evaluation_metrics.csv"
+
+    @property
+    def report_metrics_parquet(self) -> Path:
+        return self.reports_dir / "evaluation_metrics.parquet"
+
+    @property
+    def champions_json(self) -> Path:
+        return self.reports_dir / "champions.json"
+
+    # --- services -----------------------------------------------------------------------------
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def locks_dir(self) -> Path:
+        """File locks that serialize writers of one asset on one data folder."""
+        return self.data_dir / ".locks"
