@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test test-ui test-all ui validate bench clean-data
+.PHONY: setup demo test test-ui ui validate lint format bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,14 +24,36 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/lss-pipeline demo
 
-# Everything but the browser tests (those are `make test-ui`).
+# Everything but the browser tests (those are `make test-ui`): fast tests first, then the
+# slow end-to-end ones, so a broken unit fails in seconds.
 test: setup
-	$(BIN)/python -m pytest -m "not ui" -q
+	$(BIN)/python -m pytest -m "not ui and not slow" -q
+	$(BIN)/python -m pytest -m "slow and not ui" -q
 
 # Real-browser tests of the Dagster and MLflow UIs (installs Debian's chromium when root).
-test-ui: setup
+test-# Lint, format and type checks (CI runs this too).
+lint: setup
+	$(BIN)/ruff check lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/ruff format --check lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/mypy lss_pipeline
+
+format: setup
+	$(BIN)/ruff check --fix lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/ruff format lss_pipeline lss_pipeline_tests benchmarks
+
+ui: setup
 	bash scripts/install_chromium.sh || echo "Chromium could not be installed: the browser tests will skip, saying why"
 	$(BIN)/python -m pytest -m ui -q
+
+# Lint, format and type checks (CI runs this too).
+lint: setup
+	$(BIN)/ruff check lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/ruff format --check lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/mypy lss_pipeline
+
+format: setup
+	$(BIN)/ruff check --fix lss_pipeline lss_pipeline_tests benchmarks
+	$(BIN)/ruff format lss_pipeline lss_pipeline_tests benchmarks
 
 ui: setup
 	bash scripts/ui.sh

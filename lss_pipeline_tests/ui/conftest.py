@@ -51,10 +51,14 @@ def chromium_executable() -> Path:
             ["bash", str(script)], capture_output=True, text=True, timeout=900, check=False
         )
         if result.returncode != 0 or not path.exists():
-            pytest.skip(
+            why = (
                 f"Chromium not at {path} and scripts/install_chromium.sh could not install it "
                 f"(rc={result.returncode}): {(result.stderr or result.stdout).strip()[-400:]}"
             )
+            # CI sets LSS_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+            if os.environ.get("LSS_REQUIRE_BROWSER") == "1":
+                pytest.fail(why)
+            pytest.skip(why)
     return path
 
 
