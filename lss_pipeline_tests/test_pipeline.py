@@ -11,6 +11,8 @@ from lss_pipeline.core.settings import Settings
 from lss_pipeline.core.synth import generate_dataset
 from lss_pipeline.demo import run_demo, summary_lines
 
+pytestmark = pytest.mark.slow
+
 ARCHS = ("convnext", "resnet")
 
 
