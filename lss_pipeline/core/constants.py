@@ -24,7 +24,7 @@ CATEGORY_NAMES: dict[str, str] = {
     "nfs": "neural foraminal narrowing",
     "sbs": "subarticular stenosis",
 }
-# Series each category is graded on (DESIGN.md "Which series shows what").
+# Series each category is graded on (docs/dataset.md "What is graded").
 CATEGORY_SERIES: dict[str, str] = {
     "scs": "Sagittal T2/STIR",
     "nfs": "Sagittal T1",
@@ -64,7 +64,7 @@ TRAIN_IMAGES = "train_images"
 TEST_IMAGES = "test_images"
 LABEL_FILES: tuple[str, ...] = (TRAIN_CSV, COORDINATES_CSV, SERIES_CSV)
 
-# Real class shares (DESIGN.md), Normal/Mild, Moderate, Severe.
+# Real class shares (docs/dataset.md), Normal/Mild, Moderate, Severe.
 REAL_CLASS_SHARES: dict[str, tuple[float, float, float]] = {
     "scs": (0.878, 0.075, 0.048),
     "nfs": (0.780, 0.181, 0.040),
