@@ -13,6 +13,8 @@ SEVERITY_TO_LABEL: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 # Competition sample weights for a true Normal/Mild, Moderate, Severe row.
 SEVERITY_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 4.0)
 CLASS_NAMES: tuple[str, ...] = ("normal_mild", "moderate", "severe")
+# Probability columns of every prediction table (OOF, test predictions), in CLASS_NAMES order.
+PROB_COLUMNS: tuple[str, ...] = tuple(f"prob_{name}" for name in CLASS_NAMES)
 
 SERIES_DESCRIPTIONS: tuple[str, ...] = ("Sagittal T1", "Sagittal T2/STIR", "Axial T2")
 
