@@ -1,25 +1,35 @@
-"""The Dagster code location: assets, checks, jobs, sensor, schedule, resources."""
+"""The Dagster code location: every asset and check of the `lss_pipeline.assets` package, jobs,
+sensor, schedule, resources.
 
+A new module under `lss_pipeline/assets/` is picked up without editing this file.
+"""
 
-from dagster import Definitions, load_asset_checks_from_modules
+from dagster import (
+    Definitions,
+    load_asset_checks_from_modules,
+    load_asset_checks_from_package_module,
+    load_assets_from_package_module,
+)
 
+from lss_pipeline import assets as assets_package
 from lss_pipeline import checks
-from lss_pipeline.assets import evaluation, ingest, preprocess, training
-from lss_pipeline.jobs import crops_job, ingest_job, report_job, retrain_job, training_grid_k8s_job, training_job
+from lss_pipeline.jobs import (
+    crops_job,
+    ingest_job,
+    report_job,
+    retrain_job,
+    training_grid_k8s_job,
+    training_job,
+)
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 from lss_pipeline.schedules import periodic_retrain_schedule
 from lss_pipeline.sensors import label_files_sensor
 
-ASSETS = [
-    ingest.dicom_metadata,
-    ingest.labels,
-    preprocess.data_splits,
-    preprocess.level_crops,
-    preprocess.class_weights,
-    training.trained_model,
-    evaluation.evaluation_report,
+ASSETS = load_assets_from_package_module(assets_package)
+ASSET_CHECKS = [
+    *load_asset_checks_from_package_module(assets_package),
+    *load_asset_checks_from_modules([checks]),
 ]
-ASSET_CHECKS = [*load_asset_checks_from_modules([checks]), preprocess.folds_are_study_grouped_and_stratified]
 
 
 def default_resources() -> dict:
