@@ -147,6 +147,10 @@ class Paths:
         """Test-split probabilities (mean of the fold models)."""
         return self.model_dir(arch, category) / "test_predictions.parquet"
 
+    def model_training_state(self, arch: str, category: str) -> Path:
+        """Present while a training of this partition is unfinished: the MLflow run a rerun resumes."""
+        return self.model_dir(arch, category) / "training_state.json"
+
     @staticmethod
     def checkpoint_last(run_dir: Path) -> Path:
         return run_dir / "last.pt"
