@@ -6,13 +6,11 @@ A new module under `lss_pipeline/assets/` is picked up without editing this file
 
 from dagster import (
     Definitions,
-    load_asset_checks_from_modules,
     load_asset_checks_from_package_module,
     load_assets_from_package_module,
 )
 
 from lss_pipeline import assets as assets_package
-from lss_pipeline import checks
 from lss_pipeline.jobs import (
     crops_job,
     ingest_job,
@@ -26,10 +24,7 @@ from lss_pipeline.schedules import periodic_retrain_schedule
 from lss_pipeline.sensors import label_files_sensor
 
 ASSETS = load_assets_from_package_module(assets_package)
-ASSET_CHECKS = [
-    *load_asset_checks_from_package_module(assets_package),
-    *load_asset_checks_from_modules([checks]),
-]
+ASSET_CHECKS = load_asset_checks_from_package_module(assets_package)
 
 
 def default_resources() -> dict:
