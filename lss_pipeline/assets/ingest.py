@@ -1,27 +1,56 @@
-"""`dicom_metadata` and `labels`: the RSNA folder as tidy Parquet tables."""
+"""`dicom_metadata`, `labels`, `data_splits` and their checks: the RSNA folder as tidy Parquet tables."""
 
+import contextlib
+from collections.abc import Iterator
 
 import polars as pl
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+from filelock import Timeout
 
 from lss_pipeline.assets._progress import log_progress
-from lss_pipeline.core import dicom_metadata as dicom_core
-from lss_pipeline.core import labels as labels_core
-from lss_pipeline.core.atomic import write_json
+from lss_pipeline.core.dicom import store as dicom_store
 from lss_pipeline.core.label_watch import read_label_snapshot
-from lss_pipeline.core.constants import TRAIN_CSV
+from lss_pipeline.core.labels import consistency, splits
+from lss_pipeline.core.labels import store as labels_store
+from lss_pipeline.core.labels.tables import LabelValidationError
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.resources import LssSettings
 
+# Errors whose message tells the user what is wrong: shown in the UI as a failure, not a traceback.
+_USER_ERRORS = (
+    LabelValidationError,
+    labels_store.EmptyLabelsError,
+    dicom_store.NoImagesError,
+    FileNotFoundError,
+    PermissionError,
+    Timeout,
+)
 
-def _require_raw(raw_dir) -> None:
-    if not (raw_dir / TRAIN_CSV).exists() and not (raw_dir / "train_images").exists():
-        raise Failure(
-            description=(
-                f"No RSNA dataset at {raw_dir}: put the Kaggle download there, set LSS_RAW_DIR, "
-                "or run `lss-pipeline synth --out <dir>` for a synthetic one."
-            )
-        )
+
+@contextlib.contextmanager
+def _fail_clearly() -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as err:
+        raise Failure(description=str(err)) from err
+
+
+class IngestConfig(Config):
+    allow_empty: bool = False  # publish even when the inputs hold no data rows (replaces a good table)
+
+
+class DicomMetadataConfig(IngestConfig):
+    workers: int = 0  # header-reading processes; 0: one per CPU
 
 
 @asset(
@@ -29,30 +58,27 @@ def _require_raw(raw_dir) -> None:
     kinds={"parquet", "dicom"},
     description="One row per DICOM instance (geometry, encoding; no PHI) plus a quarantine table.",
 )
-def dicom_metadata(context: AssetExecutionContext, settings: LssSettings) -> MaterializeResult:
-    cfg = settings.get()
-    _require_raw(cfg.raw_dir)
-    metadata, quarantine = dicom_core.scan_dicom_folder(
-        cfg.raw_dir, progress=log_progress(context, "DICOM headers")
-    )
-    meta_path, quarantine_path = dicom_core.write_metadata(metadata, quarantine, cfg.processed_dir)
-    by_reason = (
-        quarantine.group_by("error_type").len().sort("len", descending=True)
-        if quarantine.height
-        else pl.DataFrame({"error_type": [], "len": []})
-    )
-    per_series = (
-        metadata.group_by("series_description").len().sort("series_description")
-        if metadata.height
-        else pl.DataFrame()
-    )
+def dicom_metadata(
+    context: AssetExecutionContext, settings: LssSettings, config: DicomMetadataConfig
+) -> MaterializeResult:
+    paths = settings.get().paths
+    with _fail_clearly():
+        result = dicom_store.ingest_dicom_folder(
+            paths,
+            workers=config.workers or None,
+            progress=log_progress(context, "DICOM headers"),
+            allow_empty=config.allow_empty,
+        )
+    metadata, quarantine = result.metadata, result.quarantine
+    by_reason = quarantine.group_by("error_type").len().sort("len", descending=True)
+    per_series = metadata.group_by("series_description").len().sort("series_description")
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(meta_path)),
-            "quarantine_path": MetadataValue.path(str(quarantine_path)),
+            "path": MetadataValue.path(str(paths.dicom_metadata)),
+            "quarantine_path": MetadataValue.path(str(paths.quarantine)),
             "instances": metadata.height,
-            "studies": metadata["study_id"].n_unique() if metadata.height else 0,
-            "series": metadata["series_id"].n_unique() if metadata.height else 0,
+            "studies": metadata["study_id"].n_unique(),
+            "series": metadata["series_id"].n_unique(),
             "quarantined": quarantine.height,
             "quarantine_by_reason": MetadataValue.md(markdown_table(by_reason)),
             "instances_by_series_description": MetadataValue.md(markdown_table(per_series)),
@@ -65,18 +91,13 @@ def dicom_metadata(context: AssetExecutionContext, settings: LssSettings) -> Mat
     kinds={"parquet"},
     description="Long-form labels: one row per study × condition × side × level, joined with coordinates.",
 )
-def labels(context: AssetExecutionContext, settings: LssSettings) -> MaterializeResult:
+def labels(context: AssetExecutionContext, settings: LssSettings, config: IngestConfig) -> MaterializeResult:
     cfg = settings.get()
-    _require_raw(cfg.raw_dir)
-    try:
-        table, stats = labels_core.build_labels(cfg.raw_dir)
-    except labels_core.LabelValidationError as err:
-        # Nothing was written: the error names file, row and column.
-        raise Failure(description=str(err)) from err
-    path = labels_core.write_labels(table, cfg.processed_dir)
+    paths = cfg.paths
+    with _fail_clearly():
+        table, stats, _ = labels_store.ingest_labels(paths, allow_empty=config.allow_empty)
     # The retraining sensor compares this with the files' current hash.
-    labels_hash = read_label_snapshot(cfg.raw_dir, settle_seconds=0.0).labels_hash
-    write_json(stats, cfg.processed_dir / "labels_stats.json")
+    labels_hash = read_label_snapshot(cfg.paths.label_files, settle_seconds=0.0).labels_hash
     class_counts = (
         table.with_columns(pl.col("severity").fill_null("(blank)"))
         .group_by("category", "severity")
@@ -85,15 +106,153 @@ def labels(context: AssetExecutionContext, settings: LssSettings) -> Materialize
     )
     context.log.info(f"labels: {table.height} rows; quirks: {stats}")
     # Numbers become their own metadata entries, which the UI plots across materializations.
-    numeric_stats = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric_stats = {
+        k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
+            "path": MetadataValue.path(str(paths.labels)),
             "labels_hash": labels_hash or "",
             "rows": table.height,
-            "studies": table["study_id"].n_unique() if table.height else 0,
+            "studies": table["study_id"].n_unique(),
             "class_counts": MetadataValue.md(markdown_table(class_counts)),
             "stats": MetadataValue.json(stats),
             **numeric_stats,
         }
     )
+
+
+class SplitsConfig(Config):
+    n_folds: int = 5
+    seed: int = 0
+
+
+@asset(
+    group_name="ingest",
+    deps=["labels"],
+    kinds={"parquet"},
+    description="Study-level K folds, stratified on the study's label profile, grouped by study.",
+)
+def data_splits(settings: LssSettings, config: SplitsConfig) -> MaterializeResult:
+    paths = settings.get().paths
+    with _fail_clearly():
+        result = splits.make_splits(labels_store.read_labels(paths), n_folds=config.n_folds, seed=config.seed)
+        splits.write_splits(result, paths)
+    per_fold = result.group_by("fold").len().sort("fold")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(paths.data_splits)),
+            "studies": result.height,
+            "n_folds": config.n_folds,
+            "seed": config.seed,
+            "studies_per_fold": MetadataValue.md(markdown_table(per_fold)),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _missing_input(err: FileNotFoundError) -> AssetCheckResult:
+    """A check whose input asset was never built: a warning that says which, not a crash."""
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.WARN,
+        description=str(err),
+        metadata={"skipped_because": str(err)},
+    )
+
+
+@asset_check(
+    asset="labels",
+    additional_deps=["dicom_metadata"],
+    description="Every label coordinate points at an instance present in dicom_metadata "
+    "and lies inside its image.",
+)
+def coordinates_point_at_instances(settings: LssSettings) -> AssetCheckResult:
+    paths = settings.get().paths
+    try:
+        labels_df = labels_store.read_labels(paths)
+        metadata, _ = dicom_store.read_metadata(paths)
+    except FileNotFoundError as err:
+        return _missing_input(err)
+    problems = consistency.coordinate_problems(labels_df, metadata)
+    by_problem = problems.group_by("problem").len().sort("problem")
+    return AssetCheckResult(
+        passed=problems.is_empty(),
+        # The real dataset has a few such points; crops skip them, so this warns.
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "points_checked": labels_df.filter(pl.col("x").is_not_null()).height,
+            "bad_points": problems.height,
+            "by_problem": MetadataValue.json(dict(by_problem.iter_rows())),
+            "examples": MetadataValue.md(markdown_table(problems, max_rows=10)),
+        },
+    )
+
+
+@asset_check(
+    asset="labels",
+    additional_deps=["dicom_metadata"],
+    description="Each labelled study has the series its categories need "
+    "(SCS: Sagittal T2/STIR, NFS: Sagittal T1, SBS: Axial T2).",
+)
+def studies_have_required_series(settings: LssSettings) -> AssetCheckResult:
+    paths = settings.get().paths
+    try:
+        labels_df = labels_store.read_labels(paths)
+        metadata, _ = dicom_store.read_metadata(paths)
+    except FileNotFoundError as err:
+        return _missing_input(err)
+    missing = consistency.missing_series(labels_df, metadata)
+    return AssetCheckResult(
+        passed=missing.is_empty(),
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "studies_checked": labels_df["study_id"].n_unique(),
+            "missing_pairs": missing.height,
+            "by_category": MetadataValue.json(dict(missing.group_by("category").len().iter_rows())),
+            "examples": MetadataValue.md(markdown_table(missing, max_rows=10)),
+        },
+    )
+
+
+class QuarantineBoundConfig(Config):
+    max_share: float = 0.05  # of all files seen; the real data loses far fewer
+
+
+@asset_check(
+    asset="dicom_metadata",
+    description="The share of quarantined DICOM files stays under a configurable bound "
+    "(fails when no file was seen).",
+)
+def quarantine_share_below_bound(settings: LssSettings, config: QuarantineBoundConfig) -> AssetCheckResult:
+    metadata, quarantine = dicom_store.read_metadata(settings.get().paths)
+    facts = dicom_store.quarantine_share(metadata, quarantine, config.max_share)
+    return AssetCheckResult(
+        passed=bool(facts["passed"]),
+        description=facts["description"],
+        metadata={
+            "quarantined": facts["quarantined"],
+            "files": facts["files"],
+            "share": facts["share"] if facts["share"] is not None else float("nan"),
+            "bound": config.max_share,
+            "by_reason": MetadataValue.json(facts["by_reason"]),
+        },
+    )
+
+
+@asset_check(
+    asset="data_splits",
+    additional_deps=["labels"],
+    description="No study crosses folds; every class appears in every validation fold where the data allows.",
+)
+def folds_are_study_grouped_and_stratified(settings: LssSettings) -> AssetCheckResult:
+    paths = settings.get().paths
+    try:
+        labels_df = labels_store.read_labels(paths)
+        split_table = splits.read_splits(paths)
+    except FileNotFoundError as err:
+        return _missing_input(err)
+    report = splits.check_splits(split_table, labels_df)
+    return AssetCheckResult(passed=bool(report["passed"]), metadata={"report": MetadataValue.json(report)})

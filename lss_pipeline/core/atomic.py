@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,3 +58,48 @@ def write_bytes(data: bytes, target: str | os.PathLike) -> Path:
 
 def write_json(obj: Any, target: str | os.PathLike) -> Path:
     return write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", target)
+
+
+def _temp_pattern(target: Path) -> str:
+    """Glob of the temp files ``atomic_path`` creates beside ``target``."""
+    return f".{target.name}.*.tmp{target.suffix}"
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete temp files a killed write of ``target`` left behind.
+
+    Only safe while the caller holds the lock that serializes writers of ``target``.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    stale = sorted(target.parent.glob(_temp_pattern(target)))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def write_together(writers: Mapping[Path, Callable[[Path], object]]) -> list[Path]:
+    """Write several files that belong together: each ``writer(temp_path)`` first, then every rename.
+
+    If any writer fails, no target is touched. The renames follow each other directly; writers
+    of the same targets must hold one lock so that two runs never interleave.
+    """
+    with contextlib.ExitStack() as stack:
+        temps = {target: stack.enter_context(atomic_path(target)) for target in writers}
+        for target, writer in writers.items():
+            writer(temps[target])
+    return [Path(t) for t in writers]
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; raise PermissionError naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    return folder

@@ -233,3 +233,7 @@ class Paths:
     def locks_dir(self) -> Path:
         """File locks that serialize writers of one asset on one data folder."""
         return self.data_dir / ".locks"
+
+    def writer_lock(self, asset: str) -> Path:
+        """The lock file held while ``asset``'s outputs are published."""
+        return self.locks_dir / f"{asset}.lock"

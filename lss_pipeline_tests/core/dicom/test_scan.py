@@ -1,4 +1,4 @@
-"""dicom_metadata: header scan, quarantine, PHI exclusion, pixel decoding."""
+"""Folder scan: every file is a row or a quarantine row with the right reason; no PHI; pool == one process."""
 
 from __future__ import annotations
 
@@ -11,63 +11,16 @@ import polars as pl
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
-from lss_pipeline.core import dicom_metadata as dm
+from lss_pipeline.core import synth
+from lss_pipeline.core.dicom.layout import list_image_files
+from lss_pipeline.core.dicom.scan import scan_dicom_folder, scan_files
+from lss_pipeline.core.dicom.schema import ERROR_TYPES, METADATA_SCHEMA, QUARANTINE_SCHEMA
 
-FAKE_PHI = {
-    "PatientName": "Fake^Patient",
-    "PatientID": "PHI-ID-0001",
-    "PatientBirthDate": "19450101",
-    "PatientAddress": "1 Fake Street",
-    "OtherPatientIDs": "PHI-OTHER-7",
-}
-QUARANTINE_TYPES = {
-    "bad_path", "not_dicom", "read_error", "truncated", "no_pixel_data", "missing_tags",
-    "bad_geometry", "unsupported_pixel_layout", "unsupported_transfer_syntax",
-}
+from .fakes import FAKE_PHI, paths_for, write_mr
+
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-
-
-def write_mr(path: Path, *, size=(12, 10), instance=1, ipp=(10.0, -20.0, 30.0),
-             iop=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), spacing=(0.5, 0.8), photometric="MONOCHROME2",
-             pixels: np.ndarray | None = None, drop: tuple[str, ...] = (), **extra) -> Path:
-    """A small explicit-VR MR slice with planted fake PHI."""
-    rows, columns = size
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    for key, value in FAKE_PHI.items():
-        setattr(ds, key, value)
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "MR"
-    ds.InstanceNumber = instance
-    ds.ImagePositionPatient = list(ipp)
-    ds.ImageOrientationPatient = list(iop)
-    ds.PixelSpacing = list(spacing)
-    ds.SliceThickness = 4.0
-    ds.SpacingBetweenSlices = 4.4
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    for key, value in extra.items():
-        setattr(ds, key, value)
-    if pixels is None:
-        pixels = (np.arange(rows * columns, dtype=np.uint16) % 4000).reshape(rows, columns)
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    for key in drop:
-        delattr(ds, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
 
 # Planted files of the small raw folder: relative path -> expected quarantine error_type (None = row).
 EXPECTED = {
@@ -82,6 +35,8 @@ EXPECTED = {
     "train_images/100/200/7.dcm": "bad_geometry",
     "train_images/100/200/8.dcm": "unsupported_pixel_layout",
     "train_images/100/200/9.dcm": "no_pixel_data",
+    "train_images/100/200/10.dcm": "empty",
+    "train_images/100/200/11.dcm": "truncated",  # cut at 400 bytes, inside the header
     "train_images/abc/200/1.dcm": "bad_path",
     "train_images/100/200/notes.txt": "bad_path",
 }
@@ -103,6 +58,8 @@ def raw_dir(tmp_path_factory) -> Path:
     write_mr(series / "7.dcm", iop=(1.0, 0.0, 0.0, 1.0, 0.0, 0.0))  # row == col: no normal
     write_mr(series / "8.dcm", NumberOfFrames=2, pixels=np.zeros((2, 12, 10), np.uint16))
     write_mr(series / "9.dcm", drop=("PixelData",))
+    (series / "10.dcm").write_bytes(b"")
+    (series / "11.dcm").write_bytes(write_mr(series / "11.dcm").read_bytes()[:400])
     write_mr(raw / "train_images/abc/200/1.dcm")
     (series / "notes.txt").write_text("stray file")
     (series / ".hidden.dcm").write_text("hidden files are not scanned")
@@ -118,16 +75,16 @@ def raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def scanned(raw_dir):
     calls: list[tuple[int, int]] = []
-    metadata, quarantine = dm.scan_dicom_folder(
-        raw_dir, workers=2, progress=lambda done, total: calls.append((done, total))
+    metadata, quarantine = scan_dicom_folder(
+        paths_for(raw_dir), workers=2, progress=lambda done, total: calls.append((done, total))
     )
     return metadata, quarantine, calls
 
 
 def test_every_file_is_a_row_or_a_quarantine_row(scanned):
     metadata, quarantine, calls = scanned
-    assert dict(metadata.schema) == dm.METADATA_SCHEMA
-    assert dict(quarantine.schema) == dm.QUARANTINE_SCHEMA
+    assert dict(metadata.schema) == METADATA_SCHEMA
+    assert dict(quarantine.schema) == QUARANTINE_SCHEMA
     assert sorted(metadata["path"]) == sorted(p for p, e in EXPECTED.items() if e is None)
     got = dict(zip(quarantine["path"], quarantine["error_type"]))
     assert got == {p: e for p, e in EXPECTED.items() if e is not None}
@@ -159,15 +116,16 @@ def test_geometry_and_ids(scanned, raw_dir):
     assert rle["transfer_syntax_uid"] == pydicom.uid.RLELossless and rle["series_description"] == "Axial T2"
 
 
-def test_no_phi_in_outputs(scanned, raw_dir, tmp_path):
+def test_no_phi_in_outputs(scanned, tmp_path):
     metadata, quarantine, _ = scanned
     phi_columns = {"patient_name", "patient_id", "patient_birth_date", "patient_address", "other_patient_ids"}
     for df in (metadata, quarantine):
         assert not phi_columns & {c.lower() for c in df.columns}
         other = [c for c in df.columns if c != "transfer_syntax_uid"]
         assert not any(c.split("_")[-1] == "uid" or "patient" in c for c in other)
-    paths = dm.write_metadata(metadata, quarantine, tmp_path)
-    blob = b"".join(p.read_bytes() for p in paths)
+    metadata.write_parquet(tmp_path / "m.parquet")
+    quarantine.write_parquet(tmp_path / "q.parquet")
+    blob = (tmp_path / "m.parquet").read_bytes() + (tmp_path / "q.parquet").read_bytes()
     dump = json.dumps(metadata.to_dicts() + quarantine.to_dicts(), default=str)
     for value in FAKE_PHI.values():
         assert value not in dump
@@ -176,25 +134,14 @@ def test_no_phi_in_outputs(scanned, raw_dir, tmp_path):
 
 def test_pool_and_single_process_agree(scanned, raw_dir):
     metadata, quarantine, _ = scanned
-    single_md, single_q = dm.scan_dicom_folder(raw_dir, workers=1)
+    single_md, single_q = scan_dicom_folder(paths_for(raw_dir), workers=1)
     assert single_md.equals(metadata) and single_q.equals(quarantine)
 
 
-def test_write_metadata_is_atomic_and_checks_schema(scanned, tmp_path):
-    metadata, quarantine, _ = scanned
-    md_path, q_path = dm.write_metadata(metadata, quarantine, tmp_path / "processed")
-    assert pl.read_parquet(md_path).equals(metadata) and pl.read_parquet(q_path).equals(quarantine)
-    written = sorted(p.name for p in (tmp_path / "processed").iterdir())
-    assert written == ["dicom_metadata.parquet", "quarantine.parquet"]  # no temp files left
-    with pytest.raises(ValueError, match="schema"):
-        dm.write_metadata(metadata.drop("path"), quarantine, tmp_path / "other")
-    assert not (tmp_path / "other" / "dicom_metadata.parquet").exists()
-
-
 def test_empty_folder_gives_empty_tables(tmp_path):
-    metadata, quarantine = dm.scan_dicom_folder(tmp_path)
+    metadata, quarantine = scan_dicom_folder(paths_for(tmp_path))
     assert metadata.height == 0 and quarantine.height == 0
-    assert dict(metadata.schema) == dm.METADATA_SCHEMA
+    assert dict(metadata.schema) == METADATA_SCHEMA
 
 
 # ----------------------------------------------------------------------------- pydicom's test files
@@ -216,15 +163,21 @@ def pydicom_files(tmp_path_factory):
 
 def test_pydicom_test_files_never_crash(pydicom_files):
     root, rel_of = pydicom_files
-    metadata, quarantine = dm.scan_files(rel_of.values(), root, workers=2)
+    metadata, quarantine = scan_files(rel_of.values(), root, workers=2)
     row_paths, bad_paths = list(metadata["path"]), list(quarantine["path"])
     assert sorted(row_paths + bad_paths) == sorted(rel_of.values())  # each file exactly once
-    assert set(quarantine["error_type"]) <= QUARANTINE_TYPES
+    assert set(quarantine["error_type"]) <= set(ERROR_TYPES)
     assert all(m for m in quarantine["message"])
     reason = dict(zip(quarantine["path"], quarantine["error_type"]))
-    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                 "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
-                 "CT_small.dcm"):
+    for name in (
+        "MR_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "CT_small.dcm",
+    ):
         assert rel_of[name] in row_paths, (name, reason.get(rel_of[name]))
     expected_reasons = {
         "MR_truncated.dcm": "truncated",
@@ -241,78 +194,23 @@ def test_pydicom_test_files_never_crash(pydicom_files):
     assert [small["pixel_spacing_row"], small["pixel_spacing_col"]] == [float(v) for v in ref.PixelSpacing]
 
 
-def test_fast_header_path_matches_dcmread(pydicom_files):
-    root, rel_of = pydicom_files
-
-    def outcome(rel: str, fast: bool):
-        try:
-            return dm.read_header_row(root / rel, rel, fast=fast)
-        except dm.QuarantineError as exc:
-            return exc.error_type
-
-    for name, rel in rel_of.items():
-        assert outcome(rel, True) == outcome(rel, False), name
-
-
-# ----------------------------------------------------------------------------- pixels
-
-
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                                  "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm"])
-def test_lossless_decoding_matches_uncompressed(name):
-    reference = dm.read_pixels(get_testdata_file("MR_small.dcm"))
-    pixels = dm.read_pixels(get_testdata_file(name))
-    assert pixels.dtype == np.float32 and pixels.shape == (64, 64)
-    np.testing.assert_array_equal(pixels, reference)
-
-
-def test_jpeg_baseline_decodes_close_to_lossless_copy():
-    # JPEG baseline (1.2.840.10008.1.2.4.50) against the RLE copy of the same image
-    lossy = dm.read_pixels(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
-    lossless = dm.read_pixels(get_testdata_file("SC_rgb_rle.dcm"))
-    assert lossy.shape == lossless.shape == (100, 100, 3)
-    assert np.abs(lossy - lossless).mean() < 3.0
-
-
-@pytest.mark.parametrize("name, shape", [("JPEG2000.dcm", (1024, 256)),
-                                         ("JPEGLSNearLossless_16.dcm", (50, 10))])
-def test_lossy_jpeg2000_and_jpegls_decode(name, shape):
-    pixels = dm.read_pixels(get_testdata_file(name))
-    assert pixels.shape == shape and pixels.dtype == np.float32 and np.ptp(pixels) > 0
-
-
-@pytest.mark.parametrize("uid, plugin", [
-    (pydicom.uid.JPEGBaseline8Bit, "pylibjpeg"),
-    (pydicom.uid.JPEG2000Lossless, "pylibjpeg"),
-    (pydicom.uid.JPEG2000, "pylibjpeg"),
-    (pydicom.uid.RLELossless, "pylibjpeg"),
-    (pydicom.uid.JPEGLSLossless, "pyjpegls"),
-    (pydicom.uid.JPEGLSNearLossless, "pyjpegls"),
-])
-def test_decoder_plugins_are_picked_up(uid, plugin):
-    assert plugin in pydicom.pixels.get_decoder(uid).available_plugins
-
-
-def test_rescale_and_monochrome1_inversion(tmp_path):
-    raw = np.array([[0, 100], [200, 300]], dtype=np.uint16)
-    path = write_mr(tmp_path / "m1.dcm", size=(2, 2), pixels=raw, photometric="MONOCHROME1",
-                    RescaleSlope=2.0, RescaleIntercept=-10.0)
-    rescaled = raw.astype(np.float32) * 2 - 10  # [-10, 190, 390, 590]
-    expected = rescaled.max() + rescaled.min() - rescaled
-    np.testing.assert_array_equal(dm.read_pixels(path), expected)
-    plain = write_mr(tmp_path / "m2.dcm", size=(2, 2), pixels=raw)
-    np.testing.assert_array_equal(dm.read_pixels(plain), raw.astype(np.float32))
-
-
 # ----------------------------------------------------------------------------- synthetic set with faults
 
 
 @pytest.fixture(scope="module")
 def synth_faults(tmp_path_factory):
-    synth = pytest.importorskip("lss_pipeline.core.synth", reason="synthetic generator not available")
     raw = tmp_path_factory.mktemp("synth") / "raw"
-    synth.generate_dataset(raw, n_studies=3, seed=5, faults=True, n_test_studies=1, workers=1,
-                           rows=64, sagittal_slices=7, axial_slices_per_level=2)
+    synth.generate_dataset(
+        raw,
+        n_studies=3,
+        seed=5,
+        faults=True,
+        n_test_studies=1,
+        workers=1,
+        rows=64,
+        sagittal_slices=7,
+        axial_slices_per_level=2,
+    )
     return raw, synth.read_manifest(raw)
 
 
@@ -321,9 +219,9 @@ def test_synthetic_faults_are_quarantined_and_the_rest_is_sane(synth_faults):
     expected_type = {"non_dicom_file": "not_dicom", "truncated_dicom": "truncated"}
     planted = {f["path"]: expected_type[f["kind"]] for f in manifest["faults"] if f["kind"] in expected_type}
     assert set(planted.values()) == set(expected_type.values()), manifest["faults"]
-    metadata, quarantine = dm.scan_dicom_folder(raw, workers=2)
+    metadata, quarantine = scan_dicom_folder(paths_for(raw), workers=2)
     assert dict(zip(quarantine["path"], quarantine["error_type"])) == planted
-    assert metadata.height + quarantine.height == len(dm.list_image_files(raw))
+    assert metadata.height + quarantine.height == len(list_image_files(paths_for(raw)))
 
     assert metadata["series_description"].null_count() == 0
     assert set(metadata["split"]) == {"train", "test"}

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lss_pipeline.core.class_weights import (
+from lss_pipeline.core.labels.class_weights import (
     class_weights_markdown,
     compute_class_weights,
     effective_number_weights,
@@ -23,15 +23,19 @@ def index() -> pl.DataFrame:
     # fold 0: 0,0,1   fold 1: 0,2   fold 2: 0,0,0,1   no fold: 2 (left out of every count)
     labels = [0, 0, 1, 0, 2, 0, 0, 0, 1, 2]
     folds = [0, 0, 0, 1, 1, 2, 2, 2, 2, None]
-    return pl.DataFrame({"label": labels, "fold": folds, "category": ["scs"] * 10},
-                        schema={"label": pl.Int8, "fold": pl.Int8, "category": pl.Utf8})
+    return pl.DataFrame(
+        {"label": labels, "fold": folds, "category": ["scs"] * 10},
+        schema={"label": pl.Int8, "fold": pl.Int8, "category": pl.Utf8},
+    )
 
 
 def test_counts_are_over_training_folds_only(index):
     w = compute_class_weights(index, n_folds=3, beta=0.5)
     assert w["category"] == "scs" and w["class_names"] == ["normal_mild", "moderate", "severe"]
     assert {f: e["train_counts"] for f, e in w["by_val_fold"].items()} == {
-        "0": [4, 1, 1], "1": [5, 2, 0], "2": [3, 1, 1],
+        "0": [4, 1, 1],
+        "1": [5, 2, 0],
+        "2": [3, 1, 1],
     }
     assert w["all_folds"]["train_counts"] == [6, 2, 2]
 
@@ -65,7 +69,9 @@ def test_competition_weights_and_normalisation(index):
 def test_effective_number_limits():
     counts = [900, 90, 10]
     assert effective_number_weights(counts, 0.0) == pytest.approx([1.0, 1.0, 1.0])
-    np.testing.assert_allclose(effective_number_weights(counts, 1 - 1e-9), inverse_frequency_weights(counts), rtol=1e-4)
+    np.testing.assert_allclose(
+        effective_number_weights(counts, 1 - 1e-9), inverse_frequency_weights(counts), rtol=1e-4
+    )
     few = effective_number_weights(counts, 0.9)
     assert few[0] < few[1] < few[2]
     with pytest.raises(ValueError, match="beta"):
@@ -78,7 +84,9 @@ def test_all_zero_counts_give_finite_equal_weights():
 
 
 def test_category_from_condition_and_errors():
-    idx = pl.DataFrame({"label": [0, 1], "fold": [0, 1], "condition": ["Left Neural Foraminal Narrowing"] * 2})
+    idx = pl.DataFrame(
+        {"label": [0, 1], "fold": [0, 1], "condition": ["Left Neural Foraminal Narrowing"] * 2}
+    )
     assert compute_class_weights(idx, n_folds=2)["category"] == "nfs"
     with pytest.raises(ValueError, match="fold"):
         compute_class_weights(idx.drop("fold"), n_folds=2)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
 
 from lss_pipeline.core import constants
-from lss_pipeline.core.splits import check_splits, make_splits
-
+from lss_pipeline.core.labels.splits import check_splits, make_splits
+from lss_pipeline.core.labels.tidy import build_labels
+from lss_pipeline.core.paths import Paths
 from lss_pipeline_tests.real_labels import REAL_LABELS
 
 
@@ -26,8 +25,16 @@ def synthetic_labels(n_studies: int, seed: int) -> pl.DataFrame:
                 label = int(rng.choice(3, p=shares / shares.sum()))
                 if rng.random() < 0.02 or s % 50 == 49:
                     label = None
-                rows.append({"study_id": study, "category": cat, "condition": cond, "side": side,
-                             "level": lvl, "label": label})
+                rows.append(
+                    {
+                        "study_id": study,
+                        "category": cat,
+                        "condition": cond,
+                        "side": side,
+                        "level": lvl,
+                        "label": label,
+                    }
+                )
     return pl.DataFrame(rows, schema_overrides={"study_id": pl.Int64, "label": pl.Int8})
 
 
@@ -64,11 +71,17 @@ def test_every_class_in_every_validation_fold_where_data_allows(labels):
 def test_a_class_with_fewer_studies_than_folds_is_reported_but_not_failed():
     labels = synthetic_labels(30, seed=4)
     # Keep severe SCS in only two studies.
-    severe_scs = labels.filter((pl.col("category") == "scs") & (pl.col("label") == 2))["study_id"].unique().sort()
+    severe_scs = (
+        labels.filter((pl.col("category") == "scs") & (pl.col("label") == 2))["study_id"].unique().sort()
+    )
     keep = set(severe_scs.to_list()[:2])
     labels = labels.with_columns(
-        pl.when((pl.col("category") == "scs") & (pl.col("label") == 2) & ~pl.col("study_id").is_in(list(keep)))
-        .then(pl.lit(0, dtype=pl.Int8)).otherwise(pl.col("label")).alias("label")
+        pl.when(
+            (pl.col("category") == "scs") & (pl.col("label") == 2) & ~pl.col("study_id").is_in(list(keep))
+        )
+        .then(pl.lit(0, dtype=pl.Int8))
+        .otherwise(pl.col("label"))
+        .alias("label")
     )
     report = check_splits(make_splits(labels, n_folds=5, seed=0), labels)
     missing_severe = [f for f, names in report["missing_classes"].get("scs", {}).items() if "severe" in names]
@@ -80,16 +93,19 @@ def test_check_catches_a_study_in_two_folds_and_a_class_missing(labels):
     splits = make_splits(labels, n_folds=5, seed=0)
     study = int(splits["study_id"][0])
     other_fold = (int(splits["fold"][0]) + 1) % 5
-    crossed = pl.concat([splits, pl.DataFrame({"study_id": [study], "fold": [other_fold]},
-                                              schema=splits.schema)])
+    crossed = pl.concat(
+        [splits, pl.DataFrame({"study_id": [study], "fold": [other_fold]}, schema=splits.schema)]
+    )
     report = check_splits(crossed, labels)
     assert not report["passed"] and report["studies_in_several_folds"] == [study]
 
     # Put every study with a severe SCS label into fold 0.
     severe = labels.filter((pl.col("category") == "scs") & (pl.col("label") == 2))["study_id"].unique()
     bunched = splits.with_columns(
-        pl.when(pl.col("study_id").is_in(severe.to_list())).then(pl.lit(0, dtype=pl.Int8))
-        .otherwise(pl.col("fold")).alias("fold")
+        pl.when(pl.col("study_id").is_in(severe.to_list()))
+        .then(pl.lit(0, dtype=pl.Int8))
+        .otherwise(pl.col("fold"))
+        .alias("fold")
     )
     report = check_splits(bunched, labels)
     assert not report["passed"]
@@ -106,8 +122,7 @@ def test_too_few_studies_is_a_clear_error():
 
 @pytest.mark.skipif(not REAL_LABELS.is_dir(), reason=f"real RSNA label files not found at {REAL_LABELS}")
 def test_real_rsna_labels_split_cleanly():
-    labels_mod = pytest.importorskip("lss_pipeline.core.labels", reason="labels module not available yet")
-    labels, _ = labels_mod.build_labels(REAL_LABELS)
+    labels, _ = build_labels(Paths(data_dir=REAL_LABELS.parent / "data", raw_dir=REAL_LABELS))
     splits = make_splits(labels, n_folds=5, seed=0)
     assert splits.height == 1975
     report = check_splits(splits, labels)

@@ -25,7 +25,9 @@ from lss_pipeline.core import constants
 from lss_pipeline.core.atomic import write_json
 
 SCHEMES: tuple[str, ...] = ("inverse_frequency", "effective_number", "competition")
-NORMALISATION = "weights of inverse_frequency and effective_number average to 1 over classes (sum = n_classes)"
+NORMALISATION = (
+    "weights of inverse_frequency and effective_number average to 1 over classes (sum = n_classes)"
+)
 
 
 def _normalise(raw: np.ndarray) -> np.ndarray:
@@ -58,7 +60,11 @@ def _counts(labels: np.ndarray) -> list[int]:
 
 
 def compute_class_weights(
-    index: pl.DataFrame, n_folds: int, beta: float = 0.999, *, category: str | None = None,
+    index: pl.DataFrame,
+    n_folds: int,
+    beta: float = 0.999,
+    *,
+    category: str | None = None,
 ) -> dict:
     """The ``class_weights.json`` dict for one category's crop ``index`` (needs ``label`` and ``fold``).
 

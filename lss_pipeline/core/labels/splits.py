@@ -12,12 +12,14 @@ every class with at least K studies appears in every validation fold.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
-from lss_pipeline.core import constants
+from lss_pipeline.core import atomic, constants
+from lss_pipeline.core.paths import Paths
 
 UNLABELLED = "unlabelled"
 
@@ -66,7 +68,9 @@ def make_splits(labels: pl.DataFrame, n_folds: int = 5, seed: int = 0) -> pl.Dat
     )
 
 
-def _repair(rows: pl.DataFrame, fold_of: dict[int, int], n_folds: int, max_moves: int = 200) -> dict[int, int]:
+def _repair(
+    rows: pl.DataFrame, fold_of: dict[int, int], n_folds: int, max_moves: int = 200
+) -> dict[int, int]:
     """Move single studies into validation folds that miss a class the data could give them.
 
     A study moves from a donor fold that holds the class in >= 2 studies, and only if the
@@ -163,3 +167,17 @@ def check_splits(splits: pl.DataFrame, labels: pl.DataFrame) -> dict:
         "missing_classes": missing,
         "missing_where_data_allows": missing_allowed,
     }
+
+
+def write_splits(splits: pl.DataFrame, paths: Paths) -> Path:
+    """Write ``data_splits.parquet`` atomically."""
+    return atomic.write_parquet(splits, paths.data_splits)
+
+
+def read_splits(paths: Paths) -> pl.DataFrame:
+    """The published splits; FileNotFoundError names the asset to materialize first."""
+    if not paths.data_splits.is_file():
+        raise FileNotFoundError(
+            f"{paths.data_splits} does not exist: materialize the `data_splits` asset first"
+        )
+    return pl.read_parquet(paths.data_splits)

@@ -1,0 +1,150 @@
+"""Publish ``dicom_metadata.parquet`` and ``quarantine.parquet`` together, never nothing over something.
+
+A raw folder whose image folders are missing, or whose every file fails, would otherwise
+write a 0-row table over a good one. The image files are counted before the long scan, the
+readable rows before writing; both must be at least one unless the caller allows empty output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from filelock import FileLock
+
+from lss_pipeline.core import atomic
+from lss_pipeline.core.dicom.layout import image_folders, list_image_files, require_raw_dataset
+from lss_pipeline.core.dicom.scan import ProgressFn, read_series_descriptions, scan_dicom_folder
+from lss_pipeline.core.dicom.schema import METADATA_SCHEMA, QUARANTINE_SCHEMA
+from lss_pipeline.core.paths import Paths
+
+LOCK_NAME = "dicom_metadata"
+LOCK_TIMEOUT_S = 600.0
+
+
+class NoImagesError(ValueError):
+    """The raw folder gives no usable image; the message says what was found."""
+
+
+def _published_size(paths: Paths) -> str:
+    if not paths.dicom_metadata.is_file():
+        return f"{paths.dicom_metadata} does not exist yet"
+    try:
+        rows = pl.scan_parquet(paths.dicom_metadata).select(pl.len()).collect().item()
+    except Exception:  # noqa: BLE001 - only used in a message
+        return f"{paths.dicom_metadata} is left as it is"
+    return f"{paths.dicom_metadata} ({rows} instances) is left as it is"
+
+
+def _advice(paths: Paths) -> str:
+    return (
+        f"Nothing was written: {_published_size(paths)}. "
+        "Set allow_empty: true in the asset's config to publish anyway."
+    )
+
+
+def check_files_found(rel_paths: list[str], paths: Paths, *, allow_empty: bool = False) -> None:
+    """Before the scan: at least one file under the image folders."""
+    if rel_paths or allow_empty:
+        return
+    found = ", ".join(
+        f"{folder.name}/ {'is empty' if folder.is_dir() else 'is missing'}" for folder in image_folders(paths)
+    )
+    raise NoImagesError(f"no image files under {paths.raw_dir} ({found}). {_advice(paths)}")
+
+
+def check_rows_readable(
+    metadata: pl.DataFrame, quarantine: pl.DataFrame, paths: Paths, *, allow_empty: bool = False
+) -> None:
+    """After the scan: at least one readable instance."""
+    if metadata.height or allow_empty:
+        return
+    reasons = dict(quarantine.group_by("error_type").len().sort("error_type").iter_rows())
+    raise NoImagesError(
+        f"0 of {quarantine.height} image files under {paths.raw_dir} are readable "
+        f"(quarantine reasons: {reasons}). {_advice(paths)}"
+    )
+
+
+def publish_metadata(
+    metadata: pl.DataFrame, quarantine: pl.DataFrame, paths: Paths, *, allow_empty: bool = False
+) -> list[Path]:
+    """Check the schema and minimum, then write both tables together under the writer lock."""
+    for name, df, schema in (
+        ("metadata", metadata, METADATA_SCHEMA),
+        ("quarantine", quarantine, QUARANTINE_SCHEMA),
+    ):
+        if dict(df.schema) != schema:
+            raise ValueError(f"{name} table does not have the contract schema: {dict(df.schema)}")
+    check_rows_readable(metadata, quarantine, paths, allow_empty=allow_empty)
+    paths.locks_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(paths.writer_lock(LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+        for target in (paths.dicom_metadata, paths.quarantine):
+            atomic.remove_stale_temps(target)
+        return atomic.write_together(
+            {paths.dicom_metadata: metadata.write_parquet, paths.quarantine: quarantine.write_parquet}
+        )
+
+
+@dataclass(frozen=True)
+class DicomIngest:
+    metadata: pl.DataFrame
+    quarantine: pl.DataFrame
+    written: list[Path]
+
+
+def ingest_dicom_folder(
+    paths: Paths, *, workers: int | None = None, progress: ProgressFn | None = None, allow_empty: bool = False
+) -> DicomIngest:
+    """Scan the raw folder and publish both tables.
+
+    What can fail fails before the long scan: no raw dataset, an unwritable output folder, a
+    malformed series CSV, no image file at all.
+    """
+    require_raw_dataset(paths)
+    atomic.check_writable(paths.processed_dir)
+    atomic.check_writable(paths.locks_dir)
+    descriptions = read_series_descriptions(paths)
+    rel_paths = list_image_files(paths)
+    check_files_found(rel_paths, paths, allow_empty=allow_empty)
+    metadata, quarantine = scan_dicom_folder(
+        paths, workers=workers, progress=progress, descriptions=descriptions, rel_paths=rel_paths
+    )
+    written = publish_metadata(metadata, quarantine, paths, allow_empty=allow_empty)
+    return DicomIngest(metadata, quarantine, written)
+
+
+def read_metadata(paths: Paths) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both published tables, read under the writer lock so they come from one run.
+
+    FileNotFoundError names the asset to materialize first.
+    """
+    missing = [p for p in (paths.dicom_metadata, paths.quarantine) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(str(p) for p in missing)} missing: materialize the `dicom_metadata` asset first"
+        )
+    paths.locks_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(paths.writer_lock(LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+        return pl.read_parquet(paths.dicom_metadata), pl.read_parquet(paths.quarantine)
+
+
+def quarantine_share(metadata: pl.DataFrame, quarantine: pl.DataFrame, max_share: float) -> dict:
+    """Facts for the quarantine check. ``passed`` is False when no file was seen at all (0 of 0)."""
+    total = metadata.height + quarantine.height
+    share = quarantine.height / total if total else None
+    by_reason = dict(quarantine.group_by("error_type").len().sort("error_type").iter_rows())
+    return {
+        "passed": share is not None and share <= max_share,
+        "quarantined": quarantine.height,
+        "files": total,
+        "share": share,
+        "bound": max_share,
+        "by_reason": by_reason,
+        "description": (
+            "no DICOM file was seen (0 of 0): the scan found nothing to check"
+            if share is None
+            else f"{quarantine.height} of {total} files quarantined ({share:.1%}; bound {max_share:.1%})"
+        ),
+    }
