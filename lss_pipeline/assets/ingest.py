@@ -55,6 +55,8 @@ class DicomMetadataConfig(IngestConfig):
 
 @asset(
     group_name="ingest",
+    # New label files come with the new studies' images: rescan with them.
+    deps=["label_files"],
     kinds={"parquet", "dicom"},
     description="One row per DICOM instance (geometry, encoding; no PHI) plus a quarantine table.",
 )
@@ -88,6 +90,7 @@ def dicom_metadata(
 
 @asset(
     group_name="ingest",
+    deps=["label_files"],
     kinds={"parquet"},
     description="Long-form labels: one row per study × condition × side × level, joined with coordinates.",
 )
@@ -96,7 +99,7 @@ def labels(context: AssetExecutionContext, settings: LssSettings, config: Ingest
     paths = cfg.paths
     with _fail_clearly():
         table, stats, _ = labels_store.ingest_labels(paths, allow_empty=config.allow_empty)
-    # The retraining sensor compares this with the files' current hash.
+    # Which label files these rows come from (the data version of label_files).
     labels_hash = read_label_snapshot(cfg.paths.label_files, settle_seconds=0.0).labels_hash
     class_counts = (
         table.with_columns(pl.col("severity").fill_null("(blank)"))
@@ -123,29 +126,40 @@ def labels(context: AssetExecutionContext, settings: LssSettings, config: Ingest
 
 
 class SplitsConfig(Config):
-    n_folds: int = 5
-    seed: int = 0
+    n_folds: int = splits.DEFAULT_N_FOLDS  # K cross-validation folds over the non-test studies
+    test_share: float = splits.DEFAULT_TEST_SHARE  # held-out studies no training or choice ever sees
+    seed: int = 0  # changing it moves every study: the test split is no longer the same
 
 
 @asset(
     group_name="ingest",
     deps=["labels"],
     kinds={"parquet"},
-    description="Study-level K folds, stratified on the study's label profile, grouped by study.",
+    description="A held-out test split and K study-grouped cv folds; a study's place comes from a hash of "
+    "its id and the seed, so adding or removing studies never moves another.",
 )
 def data_splits(settings: LssSettings, config: SplitsConfig) -> MaterializeResult:
     paths = settings.get().paths
     with _fail_clearly():
-        result = splits.make_splits(labels_store.read_labels(paths), n_folds=config.n_folds, seed=config.seed)
+        labels_df = labels_store.read_labels(paths)
+        result = splits.make_splits(
+            labels_df, n_folds=config.n_folds, test_share=config.test_share, seed=config.seed
+        )
         splits.write_splits(result, paths)
-    per_fold = result.group_by("fold").len().sort("fold")
+    per_part = result.group_by("split", "fold").len().sort("split", "fold")
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(paths.data_splits)),
             "studies": result.height,
+            "test_studies": result.filter(pl.col("split") == splits.TEST).height,
             "n_folds": config.n_folds,
+            "test_share": config.test_share,
             "seed": config.seed,
-            "studies_per_fold": MetadataValue.md(markdown_table(per_fold)),
+            "studies_per_part": MetadataValue.md(markdown_table(per_part)),
+            "class_counts": MetadataValue.md(
+                "Label rows (studies) per category × class and part; `!` marks a part that lacks "
+                "the class badly.\n\n" + splits.class_counts_markdown(splits.class_counts(result, labels_df))
+            ),
         }
     )
 
@@ -245,7 +259,8 @@ def quarantine_share_below_bound(settings: LssSettings, config: QuarantineBoundC
 @asset_check(
     asset="data_splits",
     additional_deps=["labels"],
-    description="No study crosses folds; every class appears in every validation fold where the data allows.",
+    description="Every labelled study is in the test split or one cv fold, no fold is empty, and no part "
+    "lacks a class badly (fewer studies of it than a fair draw would give, binomial tail < 1e-4).",
 )
 def folds_are_study_grouped_and_stratified(settings: LssSettings) -> AssetCheckResult:
     paths = settings.get().paths
@@ -255,4 +270,12 @@ def folds_are_study_grouped_and_stratified(settings: LssSettings) -> AssetCheckR
     except FileNotFoundError as err:
         return _missing_input(err)
     report = splits.check_splits(split_table, labels_df)
-    return AssetCheckResult(passed=bool(report["passed"]), metadata={"report": MetadataValue.json(report)})
+    counts = splits.class_counts(split_table, labels_df)
+    return AssetCheckResult(
+        passed=bool(report["passed"]),
+        description=(f"{len(report['lacking'])} part(s) lack a class badly" if report["lacking"] else None),
+        metadata={
+            "report": MetadataValue.json(report),
+            "class_counts": MetadataValue.md(splits.class_counts_markdown(counts)),
+        },
+    )

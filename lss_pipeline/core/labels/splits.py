@@ -1,176 +1,226 @@
-"""Study-grouped, stratified K folds (``data_splits``) and the check that guards them.
+"""A held-out test split and K cross-validation folds (``data_splits``), stable as studies come and go.
 
-Stratification unit: the study's label profile, read as the multiset of its (category,
-class) labels. Every labelled row of ``labels`` is one sample with target
-``"{category}:{label}"`` and group ``study_id``; scikit-learn's ``StratifiedGroupKFold``
-then keeps each study in one fold while balancing how often every class of every category
-lands in each fold. This needs no hand-made stratum strings, so no stratum is ever "too
-small" (rare classes are spread greedily). A repair pass then moves whole studies so that
-every class with at least K studies appears in every validation fold.
+Each study's place comes from a hash of its id and the seed alone: ``u = sha256(seed, study)``
+read as two uniform numbers; the first below ``test_share`` puts the study in ``test``, the
+second picks its fold among K. Adding, removing or relabelling studies therefore never moves
+an existing study between test and folds or between folds, and a retrained model is compared
+with its champion on the same test studies.
+
+Stratification is re-checked rather than recomputed (recomputing would move studies):
+``check_splits`` counts, per category × class, the studies of every part (test, fold 0..K-1)
+and fails when a part holds so few of a class that a fair random draw would almost never give
+so few (binomial tail below ``alpha``). Unlucky seeds show up there; pick another seed.
 """
 
 from __future__ import annotations
 
-import warnings
+import hashlib
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import polars as pl
-from sklearn.model_selection import StratifiedGroupKFold
+from scipy.stats import binom
 
 from lss_pipeline.core import atomic, constants
+from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.core.paths import Paths
 
-UNLABELLED = "unlabelled"
+CV, TEST = "cv", "test"
+SPLITS_SCHEMA: dict[str, pl.DataType] = {"study_id": pl.Int64(), "split": pl.Utf8(), "fold": pl.Int8()}
+DEFAULT_N_FOLDS = 5
+DEFAULT_TEST_SHARE = 0.2
+# A part lacks a class "badly" when a fair random draw gives so few with probability below this.
+DEFAULT_ALPHA = 1e-4
 
 
-def _targets(labels: pl.DataFrame) -> pl.DataFrame:
-    """study_id, target rows: one per labelled row, one 'unlabelled' row per study without labels."""
-    for col in ("study_id", "category", "label"):
-        if col not in labels.columns:
-            raise ValueError(f"labels lacks column {col!r}; has {labels.columns}")
-    labelled = labels.filter(pl.col("label").is_not_null()).select(
-        pl.col("study_id").cast(pl.Int64),
-        pl.format("{}:{}", pl.col("category"), pl.col("label").cast(pl.Int64)).alias("target"),
-    )
-    studies = labels.select(pl.col("study_id").cast(pl.Int64)).unique()
-    empty = studies.join(labelled.select("study_id").unique(), on="study_id", how="anti").with_columns(
-        pl.lit(UNLABELLED).alias("target")
-    )
-    return pl.concat([labelled, empty]).sort(["study_id", "target"])
+def _uniforms(study_id: int, seed: int) -> tuple[float, float]:
+    """Two independent numbers in [0, 1) that depend on the study id and the seed only."""
+    digest = hashlib.sha256(f"lss-split/{seed}/{study_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big") / 2**64
 
 
-def make_splits(labels: pl.DataFrame, n_folds: int = 5, seed: int = 0) -> pl.DataFrame:
-    """``study_id, fold`` (Int64, Int8): every study of ``labels`` in exactly one of ``n_folds`` folds.
-
-    Deterministic for a given ``labels`` content and ``seed`` (row order does not matter).
-    """
+def assign_studies(
+    study_ids: list[int],
+    *,
+    n_folds: int = DEFAULT_N_FOLDS,
+    test_share: float = DEFAULT_TEST_SHARE,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """``study_id, split, fold`` (SPLITS_SCHEMA) for these studies, sorted by id; fold is null for test."""
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    rows = _targets(labels)
-    study_ids = rows["study_id"].unique().sort().to_numpy()
-    if len(study_ids) < n_folds:
-        raise ValueError(f"{len(study_ids)} studies cannot fill {n_folds} folds")
-    groups = rows["study_id"].to_numpy()
-    y = rows["target"].to_numpy()
-    sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold_of: dict[int, int] = {}
-    with warnings.catch_warnings():
-        # "least populated class has only k members": expected for rare classes; the repair handles it.
-        warnings.simplefilter("ignore", UserWarning)
-        for fold, (_, val_idx) in enumerate(sgkf.split(np.zeros(len(y)), y, groups)):
-            for sid in np.unique(groups[val_idx]):
-                fold_of[int(sid)] = fold
-    fold_of = _repair(rows, fold_of, n_folds)
-    return pl.DataFrame(
-        {"study_id": study_ids, "fold": [fold_of[int(s)] for s in study_ids]},
-        schema={"study_id": pl.Int64, "fold": pl.Int8},
+    if not 0.0 <= test_share < 1.0:
+        raise ValueError(f"test_share must be in [0, 1), got {test_share}")
+    rows: list[tuple[int, str, int | None]] = []
+    for study_id in sorted(set(study_ids)):
+        u_test, u_fold = _uniforms(study_id, seed)
+        if u_test < test_share:
+            rows.append((study_id, TEST, None))
+        else:
+            rows.append((study_id, CV, min(int(u_fold * n_folds), n_folds - 1)))
+    return pl.DataFrame(rows, schema=SPLITS_SCHEMA, orient="row")
+
+
+def make_splits(
+    labels: pl.DataFrame,
+    *,
+    n_folds: int = DEFAULT_N_FOLDS,
+    test_share: float = DEFAULT_TEST_SHARE,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Every study of ``labels`` in the test split or in one of ``n_folds`` cv folds.
+
+    Raises ValueError when the studies cannot fill every fold (too few, or an unlucky seed on
+    a tiny set): the message says how many each fold got.
+    """
+    if "study_id" not in labels.columns:
+        raise ValueError(f"labels lacks column 'study_id'; has {labels.columns}")
+    study_ids = labels["study_id"].cast(pl.Int64).unique().to_list()
+    splits = assign_studies(study_ids, n_folds=n_folds, test_share=test_share, seed=seed)
+    sizes = dict(splits.filter(pl.col("split") == CV).group_by("fold").len().iter_rows())
+    empty = [k for k in range(n_folds) if not sizes.get(k)]
+    if empty:
+        raise ValueError(
+            f"{len(study_ids)} studies (test share {test_share}, seed {seed}) leave cv fold(s) {empty} "
+            f"of {n_folds} empty (fold sizes {[sizes.get(k, 0) for k in range(n_folds)]}): "
+            "use fewer folds, a smaller test share or more studies"
+        )
+    return splits
+
+
+def n_folds_of(splits: pl.DataFrame) -> int:
+    """K of a splits table (the test split's null fold does not count)."""
+    return int(splits["fold"].drop_nulls().n_unique())
+
+
+def _parts(splits: pl.DataFrame) -> pl.DataFrame:
+    """study_id -> part name: ``test`` or ``fold k``."""
+    return splits.select(
+        pl.col("study_id").cast(pl.Int64),
+        pl.when(pl.col("split") == TEST)
+        .then(pl.lit(TEST))
+        .otherwise(pl.format("fold {}", pl.col("fold").cast(pl.Int64)))
+        .alias("part"),
     )
 
 
-def _repair(
-    rows: pl.DataFrame, fold_of: dict[int, int], n_folds: int, max_moves: int = 200
-) -> dict[int, int]:
-    """Move single studies into validation folds that miss a class the data could give them.
+def class_counts(splits: pl.DataFrame, labels: pl.DataFrame, *, alpha: float = DEFAULT_ALPHA) -> pl.DataFrame:
+    """One row per category × class × part (test, fold 0..K-1).
 
-    A study moves from a donor fold that holds the class in >= 2 studies, and only if the
-    move takes no class away from the donor that the donor would then miss. Bounded and
-    deterministic (studies tried in id order).
+    ``studies``: studies of the part with at least one label of the class in the category;
+    ``rows``: such label rows (what the crops count); ``expected``: studies a fair draw would
+    give (part's labelled studies × the class's share over all parts); ``p_low``: the chance
+    that a fair draw gives ``studies`` or fewer; ``lacking``: ``p_low < alpha``.
     """
-    study_targets: dict[int, set[str]] = {}
-    for sid, target in rows.iter_rows():
-        study_targets.setdefault(int(sid), set()).add(target)
-    fold_of = dict(fold_of)
-
-    def holders(target: str, fold: int) -> list[int]:
-        return sorted(s for s, ts in study_targets.items() if fold_of[s] == fold and target in ts)
-
-    targets = sorted({t for ts in study_targets.values() for t in ts} - {UNLABELLED})
-    for _ in range(max_moves):
-        moved = False
-        for target in targets:
-            n_studies = sum(target in ts for ts in study_targets.values())
-            if n_studies < n_folds:
-                continue  # the data cannot put it in every fold
-            for fold in range(n_folds):
-                if holders(target, fold):
-                    continue
-                donors = sorted(range(n_folds), key=lambda f: -len(holders(target, f)))
-                for donor in donors:
-                    if len(holders(target, donor)) < 2:
-                        break
-                    for sid in holders(target, donor):
-                        # Moving sid must not empty the donor of any class sid carries.
-                        if all(len(holders(t, donor)) >= 2 for t in study_targets[sid]):
-                            fold_of[sid] = fold
-                            moved = True
-                            break
-                    if moved:
-                        break
-                if moved:
-                    break
-            if moved:
-                break
-        if not moved:
-            break
-    return fold_of
-
-
-def check_splits(splits: pl.DataFrame, labels: pl.DataFrame) -> dict:
-    """Facts an asset check asserts on ``data_splits``.
-
-    Returns ``passed`` (no study in two folds, every labelled study has a fold, and no class
-    with >= K studies is missing from a validation fold), ``studies_in_several_folds``,
-    ``studies_without_fold``, ``fold_sizes``, ``missing_classes`` (category -> fold ->
-    class names absent from that validation fold) and ``missing_where_data_allows`` (the
-    subset of those whose class has at least K studies in the category).
-    """
-    for col in ("study_id", "fold"):
-        if col not in splits.columns:
-            raise ValueError(f"data_splits lacks column {col!r}; has {splits.columns}")
-    splits = splits.select(pl.col("study_id").cast(pl.Int64), pl.col("fold").cast(pl.Int64))
-    folds_per_study = splits.unique().group_by("study_id").agg(pl.col("fold").n_unique().alias("n"))
-    crossing = sorted(folds_per_study.filter(pl.col("n") > 1)["study_id"].to_list())
-    fold_ids = sorted(splits["fold"].unique().to_list())
-    n_folds = len(fold_ids)
-    label_studies = labels.select(pl.col("study_id").cast(pl.Int64)).unique()
-    without = sorted(label_studies.join(splits, on="study_id", how="anti")["study_id"].to_list())
-    per_study_fold = splits.unique("study_id", keep="first")
+    parts = _parts(splits.unique("study_id", keep="first"))
     labelled = (
         labels.filter(pl.col("label").is_not_null())
         .select(pl.col("study_id").cast(pl.Int64), "category", pl.col("label").cast(pl.Int64))
-        .join(per_study_fold, on="study_id", how="inner")
+        .join(parts, on="study_id", how="inner")
     )
-    missing: dict[str, dict[str, list[str]]] = {}
-    missing_allowed: dict[str, dict[str, list[str]]] = {}
+    part_names = [TEST, *(f"fold {k}" for k in sorted(splits["fold"].drop_nulls().unique().to_list()))]
+    rows: list[dict[str, Any]] = []
     for category in constants.CATEGORIES:
         cat = labelled.filter(pl.col("category") == category)
-        if cat.height == 0:
-            continue
-        for cls, name in enumerate(constants.CLASS_NAMES):
-            has = cat.filter(pl.col("label") == cls)
-            n_studies = has["study_id"].n_unique()
-            present = set(has["fold"].unique().to_list())
-            for fold in fold_ids:
-                if fold not in present:
-                    missing.setdefault(category, {}).setdefault(str(fold), []).append(name)
-                    if n_studies >= n_folds:
-                        missing_allowed.setdefault(category, {}).setdefault(str(fold), []).append(name)
-    sizes = splits.unique("study_id").group_by("fold").len().sort("fold")
+        n_studies = cat["study_id"].n_unique()
+        studies_per_part = dict(cat.group_by("part").agg(pl.col("study_id").n_unique()).iter_rows())
+        for label, name in enumerate(constants.CLASS_NAMES):
+            has = cat.filter(pl.col("label") == label)
+            share = has["study_id"].n_unique() / n_studies if n_studies else 0.0
+            with_class = dict(has.group_by("part").agg(pl.col("study_id").n_unique()).iter_rows())
+            label_rows = dict(has.group_by("part").len().iter_rows())
+            for part in part_names:
+                n = int(studies_per_part.get(part, 0))
+                observed = int(with_class.get(part, 0))
+                p_low = float(binom.cdf(observed, n, share)) if n else 1.0
+                rows.append(
+                    {
+                        "category": category,
+                        "class": name,
+                        "part": part,
+                        "studies": observed,
+                        "rows": int(label_rows.get(part, 0)),
+                        "expected": round(n * share, 1),
+                        "p_low": p_low,
+                        "lacking": p_low < alpha,
+                    }
+                )
+    schema = {
+        "category": pl.Utf8(),
+        "class": pl.Utf8(),
+        "part": pl.Utf8(),
+        "studies": pl.Int64(),
+        "rows": pl.Int64(),
+        "expected": pl.Float64(),
+        "p_low": pl.Float64(),
+        "lacking": pl.Boolean(),
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def class_counts_markdown(counts: pl.DataFrame) -> str:
+    """Category × class rows, one column per part: ``label rows (studies)``; ``!`` marks a lacking cell."""
+    cell = pl.format("{} ({})", pl.col("rows"), pl.col("studies"))
+    cell = pl.when(pl.col("lacking")).then(pl.format("{} !", cell)).otherwise(cell)
+    parts = counts["part"].unique(maintain_order=True).to_list()
+    wide = (
+        counts.with_columns(cell.alias("cell"))
+        .pivot(on="part", index=["category", "class"], values="cell")
+        .select("category", "class", *parts)
+    )
+    return markdown_table(wide)
+
+
+def check_splits(
+    splits: pl.DataFrame, labels: pl.DataFrame, *, alpha: float = DEFAULT_ALPHA
+) -> dict[str, Any]:
+    """Facts the ``data_splits`` check asserts.
+
+    ``passed``: every study of ``labels`` has exactly one row, cv rows have a fold and test rows
+    none, no fold is empty, and no part lacks a class badly (``class_counts``'s ``lacking``).
+    """
+    for col in SPLITS_SCHEMA:
+        if col not in splits.columns:
+            raise ValueError(f"data_splits lacks column {col!r}; has {splits.columns}")
+    rows_per_study = splits.group_by("study_id").len()
+    in_several = sorted(rows_per_study.filter(pl.col("len") > 1)["study_id"].to_list())
+    label_studies = labels.select(pl.col("study_id").cast(pl.Int64)).unique()
+    without = sorted(
+        label_studies.join(splits.select("study_id"), on="study_id", how="anti")["study_id"].to_list()
+    )
+    malformed = splits.filter(
+        ~pl.col("split").is_in([CV, TEST])
+        | ((pl.col("split") == CV) & pl.col("fold").is_null())
+        | ((pl.col("split") == TEST) & pl.col("fold").is_not_null())
+    )
+    n_folds = n_folds_of(splits)
+    fold_sizes = dict(splits.filter(pl.col("split") == CV).group_by("fold").len().sort("fold").iter_rows())
+    counts = class_counts(splits, labels, alpha=alpha)
+    lacking = counts.filter(pl.col("lacking")).select(
+        "category", "class", "part", "studies", "expected", "p_low"
+    )
     return {
-        "passed": not crossing and not without and not missing_allowed,
+        "passed": not in_several
+        and not without
+        and malformed.is_empty()
+        and lacking.is_empty()
+        and n_folds >= 2,
         "n_studies": int(splits["study_id"].n_unique()),
         "n_folds": n_folds,
-        "fold_sizes": {str(f): int(n) for f, n in zip(sizes["fold"], sizes["len"])},
-        "studies_in_several_folds": crossing,
-        "studies_without_fold": without,
-        "missing_classes": missing,
-        "missing_where_data_allows": missing_allowed,
+        "test_studies": splits.filter(pl.col("split") == TEST).height,
+        "fold_sizes": {str(k): int(v) for k, v in fold_sizes.items()},
+        "studies_in_several_rows": in_several,
+        "studies_without_split": without,
+        "malformed_rows": malformed.height,
+        "lacking": lacking.to_dicts(),
+        "alpha": alpha,
     }
 
 
 def write_splits(splits: pl.DataFrame, paths: Paths) -> Path:
-    """Write ``data_splits.parquet`` atomically."""
+    """Write ``data_splits.parquet`` atomically (schema checked)."""
+    if dict(splits.schema) != SPLITS_SCHEMA:
+        raise ValueError(f"splits table does not have the contract schema: {dict(splits.schema)}")
     return atomic.write_parquet(splits, paths.data_splits)
 
 
