@@ -1,12 +1,17 @@
 """Class counts over training folds and loss weights by three schemes (``class_weights.json``).
 
-For validation fold f the counts are over every crop whose fold is not f (crops without a
-fold are left out). Schemes, per class c with training count n_c:
+Only cv crops count: for validation fold f the counts are over every crop whose fold is not
+f; crops of the held-out test split (null fold) never count, nor in ``all_folds`` (the counts
+for a model refit on every cv fold). Schemes, per class c with training count n_c:
 
 - ``inverse_frequency``: 1 / n_c, normalised so the weights **average to 1 over the classes**
   (they sum to the number of classes, 3).
 - ``effective_number`` (Cui et al., CVPR 2019, "Class-Balanced Loss Based on Effective Number
-  of Samples"): (1 - beta) / (1 - beta ** n_c), normalised the same way.
+  of Samples"): (1 - beta) / (1 - beta ** n_c), normalised the same way. By default beta is
+  derived from the data as Cui et al. do, beta = (N - 1) / N with N the fold's training count:
+  the effective number N (1 - e^(-n_c / N)) then stays close to n_c for the minority classes
+  instead of saturating. A fixed 0.999 saturates at real sizes (every class above a few
+  thousand crops weighs the same: NFS Normal/Mild : Moderate came out 1 : 1.1).
 - ``competition``: the Kaggle metric's row weights 1, 2, 4, unnormalised.
 
 A class with no training crop is counted as one for the weight formulas (its count stays
@@ -46,6 +51,12 @@ def effective_number_weights(counts: list[int] | np.ndarray, beta: float) -> lis
     return _normalise((1.0 - beta) / (1.0 - np.power(beta, n))).tolist()
 
 
+def derived_beta(counts: list[int] | np.ndarray) -> float:
+    """Cui et al.'s (N - 1) / N for N training samples (0 when there are none)."""
+    total = float(np.sum(counts))
+    return (total - 1.0) / total if total >= 1.0 else 0.0
+
+
 def weights_for_counts(counts: list[int], beta: float) -> dict[str, list[float]]:
     return {
         "inverse_frequency": inverse_frequency_weights(counts),
@@ -59,18 +70,25 @@ def _counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels.astype(np.int64), minlength=n_classes)[:n_classes].astype(int).tolist()
 
 
+def _entry(counts: list[int], beta: float | None) -> dict:
+    fold_beta = derived_beta(counts) if beta is None else beta
+    return {"train_counts": counts, "beta": fold_beta, "weights": weights_for_counts(counts, fold_beta)}
+
+
 def compute_class_weights(
     index: pl.DataFrame,
     n_folds: int,
-    beta: float = 0.999,
+    beta: float | None = None,
     *,
     category: str | None = None,
 ) -> dict:
     """The ``class_weights.json`` dict for one category's crop ``index`` (needs ``label`` and ``fold``).
 
-    ``category`` defaults to the index's ``category`` column, else to the category of its
-    ``condition`` strings. Extra keys beside the contract: ``n_folds``, ``normalisation`` and
-    ``all_folds`` (counts and weights over every crop, for a model trained without holdout).
+    ``beta`` None derives it per fold from the training count (see the module docstring); a
+    number fixes it. ``category`` defaults to the index's ``category`` column, else to the
+    category of its ``condition`` strings. Rows of the test split (``split`` = "test", or a null
+    fold) are left out of every count. Extra keys beside the contract: ``n_folds``,
+    ``normalisation`` and ``all_folds`` (every cv crop, for a model refit on all folds).
     """
     for col in ("label", "fold"):
         if col not in index.columns:
@@ -82,25 +100,23 @@ def compute_class_weights(
             category = constants.CONDITION_CATEGORY[str(index["condition"][0])]
         else:
             raise ValueError("category not given and the crop index has no rows to infer it from")
-    labelled = index.filter(pl.col("label").is_not_null())
-    labels = labelled["label"].cast(pl.Int64).to_numpy()
-    folds = labelled["fold"].cast(pl.Int64).fill_null(-1).to_numpy()
+    cv = index.filter(pl.col("label").is_not_null() & pl.col("fold").is_not_null())
+    if "split" in cv.columns:
+        cv = cv.filter(pl.col("split") != "test")
+    labels = cv["label"].cast(pl.Int64).to_numpy()
+    folds = cv["fold"].cast(pl.Int64).to_numpy()
     bad = labels[(labels < 0) | (labels >= len(constants.CLASS_NAMES))]
     if bad.size:
         raise ValueError(f"crop index has labels outside 0..2: {sorted(set(bad.tolist()))}")
-    by_fold = {}
-    for fold in range(n_folds):
-        counts = _counts(labels[(folds != fold) & (folds >= 0)])
-        by_fold[str(fold)] = {"train_counts": counts, "weights": weights_for_counts(counts, beta)}
-    all_counts = _counts(labels)
+    by_fold = {str(fold): _entry(_counts(labels[folds != fold]), beta) for fold in range(n_folds)}
     return {
         "category": category,
         "class_names": list(constants.CLASS_NAMES),
-        "beta": beta,
+        "beta": "derived: (N - 1) / N per fold, N = training count" if beta is None else beta,
         "n_folds": n_folds,
         "normalisation": NORMALISATION,
         "by_val_fold": by_fold,
-        "all_folds": {"train_counts": all_counts, "weights": weights_for_counts(all_counts, beta)},
+        "all_folds": _entry(_counts(labels), beta),
     }
 
 
@@ -108,11 +124,11 @@ def class_weights_markdown(weights: dict) -> str:
     """A Markdown table: one row per validation fold with train counts and the three weight vectors."""
     names = weights["class_names"]
     lines = [
-        f"Class weights, {weights['category']} (beta = {weights['beta']}; counts over training folds; "
-        f"classes {', '.join(names)})",
+        f"Class weights, {weights['category']} (beta: {weights['beta']}; counts over the cv training "
+        f"folds, never the test split; classes {', '.join(names)})",
         "",
-        "| val fold | train counts | inverse frequency | effective number | competition |",
-        "|---|---|---|---|---|",
+        "| val fold | train counts | beta | inverse frequency | effective number | competition |",
+        "|---|---|---|---|---|---|",
     ]
 
     def fmt(values: list[float]) -> str:
@@ -124,8 +140,8 @@ def class_weights_markdown(weights: dict) -> str:
     for fold, entry in entries:
         w = entry["weights"]
         lines.append(
-            f"| {fold} | {' / '.join(str(c) for c in entry['train_counts'])} | {fmt(w['inverse_frequency'])} "
-            f"| {fmt(w['effective_number'])} | {fmt(w['competition'])} |"
+            f"| {fold} | {' / '.join(str(c) for c in entry['train_counts'])} | {entry['beta']:.6g} "
+            f"| {fmt(w['inverse_frequency'])} | {fmt(w['effective_number'])} | {fmt(w['competition'])} |"
         )
     return "\n".join(lines) + "\n"
 
