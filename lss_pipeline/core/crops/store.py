@@ -106,7 +106,6 @@ def class_weights_for_category(
     from lss_pipeline.core.labels.splits import read_splits
 
     index = read_crop_index(paths, category)
-    cv = index.filter(pl.col("fold").is_not_null())
     n_folds = read_splits(paths)["fold"].drop_nulls().n_unique()
-    weights = class_weights.compute_class_weights(cv, n_folds=n_folds, beta=beta, category=category)
+    weights = class_weights.compute_class_weights(index, n_folds=n_folds, beta=beta, category=category)
     return weights, class_weights.write_class_weights(weights, paths.class_weights(category))
