@@ -12,16 +12,30 @@ import pydicom
 import pytest
 
 from lss_pipeline.core.constants import (
-    COORDINATES_CSV, COORDINATES_CSV_HEADER, REAL_CLASS_SHARES, SERIES_CSV, SERIES_CSV_HEADER,
-    SERIES_DESCRIPTIONS, SUBMISSION_CSV, SUBMISSION_CSV_HEADER, TEST_SERIES_CSV, TRAIN_CSV, TRAIN_CSV_HEADER,
+    COORDINATES_CSV,
+    COORDINATES_CSV_HEADER,
+    REAL_CLASS_SHARES,
+    SERIES_CSV,
+    SERIES_CSV_HEADER,
+    SERIES_DESCRIPTIONS,
+    SUBMISSION_CSV,
+    SUBMISSION_CSV_HEADER,
+    TEST_SERIES_CSV,
+    TRAIN_CSV,
+    TRAIN_CSV_HEADER,
 )
 from lss_pipeline.core.synth import FAULT_KINDS, MANIFEST, generate_dataset, read_manifest, sample_labels
-from lss_pipeline.core.synth.dataset import CELLS
-
+from lss_pipeline.core.synth.grades import CELLS
 from lss_pipeline_tests.real_labels import REAL_LABELS
+
 SMALL = dict(rows=64, sagittal_slices=9, axial_slices_per_level=3, workers=1)
-HEADERS = {TRAIN_CSV: TRAIN_CSV_HEADER, COORDINATES_CSV: COORDINATES_CSV_HEADER, SERIES_CSV: SERIES_CSV_HEADER,
-           TEST_SERIES_CSV: SERIES_CSV_HEADER, SUBMISSION_CSV: SUBMISSION_CSV_HEADER}
+HEADERS = {
+    TRAIN_CSV: TRAIN_CSV_HEADER,
+    COORDINATES_CSV: COORDINATES_CSV_HEADER,
+    SERIES_CSV: SERIES_CSV_HEADER,
+    TEST_SERIES_CSV: SERIES_CSV_HEADER,
+    SUBMISSION_CSV: SUBMISSION_CSV_HEADER,
+}
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -75,12 +89,27 @@ def test_every_dicom_reads_back_with_the_required_tags(clean):
     for path in files:
         ds = pydicom.dcmread(path)
         assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
-        assert (ds.Modality, ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored) == ("MR", "MONOCHROME2", 16, 12)
+        assert (ds.Modality, ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored) == (
+            "MR",
+            "MONOCHROME2",
+            16,
+            12,
+        )
         assert ds.pixel_array.shape == (96, 96) and ds.pixel_array.dtype == np.uint16
         assert int(path.stem) == ds.InstanceNumber
-        assert str(ds.PatientName) and ds.PatientID and ds.PatientBirthDate and ds.PatientAddress  # planted fake PHI
-        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
-                    "SpacingBetweenSlices", "SeriesDescription", "StudyInstanceUID", "SOPInstanceUID"):
+        assert (
+            str(ds.PatientName) and ds.PatientID and ds.PatientBirthDate and ds.PatientAddress
+        )  # planted fake PHI
+        for tag in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "SpacingBetweenSlices",
+            "SeriesDescription",
+            "StudyInstanceUID",
+            "SOPInstanceUID",
+        ):
             assert tag in ds, (path, tag)
         iop = [float(v) for v in ds.ImageOrientationPatient]
         if ds.SeriesDescription.startswith("Sagittal"):
@@ -97,10 +126,12 @@ def test_coordinates_sit_on_the_structure_they_grade(clean):
         stem = r["condition"].lower().replace(" ", "_") + "_" + r["level"].lower().replace("/", "_")
         if labels[int(r["study_id"])][stem] != "Normal/Mild":
             continue
-        img = pydicom.dcmread(clean / "train_images" / r["study_id"] / r["series_id"] / f"{r['instance_number']}.dcm").pixel_array.astype(float)
+        img = pydicom.dcmread(
+            clean / "train_images" / r["study_id"] / r["series_id"] / f"{r['instance_number']}.dcm"
+        ).pixel_array.astype(float)
         x, y = float(r["x"]), float(r["y"])
         assert 0 <= x < 96 and 0 <= y < 96
-        patch = img[int(round(y)) - 1: int(round(y)) + 2, int(round(x)) - 1: int(round(x)) + 2]
+        patch = img[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2]
         assert patch.max() > 1.6 * np.median(img), r
         checked += 1
     assert checked > 40
@@ -147,12 +178,23 @@ def test_every_fault_is_planted_and_recorded(faulty):
         numbers = sorted(int(p.stem) for p in (faulty / f["path"]).glob("*.dcm"))
         assert numbers != list(range(1, len(numbers) + 1))
     for f in by_kind["axial_two_stacks"]:
-        iops = {tuple(round(float(v), 4) for v in pydicom.dcmread(p, stop_before_pixels=True).ImageOrientationPatient)
-                for p in (faulty / f["path"]).glob("*.dcm") if p.stat().st_size > 1000}
+        iops = {
+            tuple(
+                round(float(v), 4)
+                for v in pydicom.dcmread(p, stop_before_pixels=True).ImageOrientationPatient
+            )
+            for p in (faulty / f["path"]).glob("*.dcm")
+            if p.stat().st_size > 1000
+        }
         assert len(iops) >= 2
     for f in by_kind["lr_foraminal_same_instance"]:
-        rows = [r for r in _rows(faulty / COORDINATES_CSV) if r["study_id"] == str(f["study_id"])
-                and r["level"] == f["level"] and "Foraminal" in r["condition"]]
+        rows = [
+            r
+            for r in _rows(faulty / COORDINATES_CSV)
+            if r["study_id"] == str(f["study_id"])
+            and r["level"] == f["level"]
+            and "Foraminal" in r["condition"]
+        ]
         assert len({r["instance_number"] for r in rows}) == 1 and len(rows) == 2
     for f in by_kind["missing_spacing_tags"]:
         ds = pydicom.dcmread(next((faulty / f["path"]).glob("*.dcm")), stop_before_pixels=True)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from lss_pipeline.core.constants import CONDITION_NAMES, LEVELS
-from lss_pipeline.core.synth.phantom import (
-    Phantom, SlicePlane, canal_ap_mm, foramen_fat_mm2, recess_area_mm2, sample_geometry,
-)
+from lss_pipeline.core.synth.anatomy import sample_geometry
+from lss_pipeline.core.synth.measures import canal_ap_mm, foramen_fat_mm2, recess_area_mm2
+from lss_pipeline.core.synth.phantom import Phantom
+from lss_pipeline.core.synth.plane import SlicePlane
 
 TARGET = "L4/L5"
 PROBE_LEVELS = ("L2/L3", "L4/L5", "L5/S1")
@@ -23,7 +24,9 @@ def _measure(phantom: Phantom, condition: str, level: str) -> float:
         plane = SlicePlane.centered(p, (0, 1, 0), (0, 0, -1), 128, 128, ps, thickness=3.5)
         contrast = "T2" if condition == "Spinal Canal Stenosis" else "T1"
     else:
-        plane = SlicePlane.centered(p, (1, 0, 0), g.rotation @ np.array([0.0, 1.0, 0.0]), 128, 128, ps, thickness=3.5)
+        plane = SlicePlane.centered(
+            p, (1, 0, 0), g.rotation @ np.array([0.0, 1.0, 0.0]), 128, 128, ps, thickness=3.5
+        )
         contrast = "T2"
     img = phantom.render(plane, contrast)
     x, y, dist = plane.project(p)
