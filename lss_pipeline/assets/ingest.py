@@ -15,26 +15,19 @@ from dagster import (
     asset,
     asset_check,
 )
-from filelock import Timeout
 
 from lss_pipeline.assets._progress import log_progress
 from lss_pipeline.core.dicom import store as dicom_store
 from lss_pipeline.core.label_watch import read_label_snapshot
 from lss_pipeline.core.labels import consistency, splits
 from lss_pipeline.core.labels import store as labels_store
-from lss_pipeline.core.labels.tables import LabelValidationError
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.resources import LssSettings
 
-# Errors whose message tells the user what is wrong: shown in the UI as a failure, not a traceback.
-_USER_ERRORS = (
-    LabelValidationError,
-    labels_store.EmptyLabelsError,
-    dicom_store.NoImagesError,
-    FileNotFoundError,
-    PermissionError,
-    Timeout,
-)
+# Bad input (ValueError: label validation, empty inputs, impossible splits) and file problems
+# (OSError: missing input, unwritable folder, lock timeout) say what is wrong in their message:
+# the UI shows it as the run's failure, not as a traceback.
+_USER_ERRORS = (ValueError, OSError)
 
 
 @contextlib.contextmanager
@@ -46,7 +39,9 @@ def _fail_clearly() -> Iterator[None]:
 
 
 class IngestConfig(Config):
-    allow_empty: bool = False  # publish even when the inputs hold no data rows (replaces a good table)
+    # Publish even when the inputs hold no data rows, or would shrink the published table to
+    # near-empty (under 10 %): on purpose only, as it replaces a good table.
+    allow_empty: bool = False
 
 
 class DicomMetadataConfig(IngestConfig):
@@ -241,7 +236,10 @@ class QuarantineBoundConfig(Config):
     "(fails when no file was seen).",
 )
 def quarantine_share_below_bound(settings: LssSettings, config: QuarantineBoundConfig) -> AssetCheckResult:
-    metadata, quarantine = dicom_store.read_metadata(settings.get().paths)
+    try:
+        metadata, quarantine = dicom_store.read_metadata(settings.get().paths)
+    except FileNotFoundError as err:
+        return _missing_input(err)
     facts = dicom_store.quarantine_share(metadata, quarantine, config.max_share)
     return AssetCheckResult(
         passed=bool(facts["passed"]),

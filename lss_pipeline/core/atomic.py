@@ -9,9 +9,9 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -20,7 +20,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix if suffix is not None else ".tmp" + target.suffix,
+        prefix=f".{target.name}.",
+        suffix=suffix if suffix is not None else ".tmp" + target.suffix,
         dir=target.parent,
     )
     os.close(fd)
@@ -103,3 +104,28 @@ def check_writable(folder: str | os.PathLike) -> Path:
     except OSError as exc:
         raise PermissionError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
     return folder
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: str | os.PathLike, what: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold a file lock (``filelock``) while ``what`` is written; one writer at a time per lock file.
+
+    Raises TimeoutError naming ``what`` and the lock file when another writer holds it longer
+    than ``timeout_s``.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file, timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise TimeoutError(
+            f"another run has been writing {what} for over {timeout_s:g} s (lock {lock_file}); "
+            "try again when it has finished"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -70,3 +71,68 @@ def test_ingest_builds_tables_splits_and_checks(synth_raw, tmp_path):
     assert evaluations["quarantine_share_below_bound"].passed
     assert evaluations["folds_are_study_grouped_and_stratified"].passed
     assert not any(p.name.endswith(".tmp.parquet") for p in paths.processed_dir.iterdir())
+
+
+# ----------------------------------------------------------------------------- silent failures, now loud
+
+
+def failure_message(result) -> str:
+    [failure] = result.get_step_failure_events()
+    data = failure.step_failure_data
+    return data.user_failure_data.description if data.user_failure_data else data.error.message
+
+
+@pytest.fixture()
+def built(synth_raw, tmp_path) -> tuple[Path, Path]:
+    """A private copy of the synthetic raw folder with every ingest table built from it."""
+    raw = tmp_path / "raw"
+    shutil.copytree(synth_raw, raw)
+    data = tmp_path / "data"
+    assert run(raw, data, ["dicom_metadata", "labels"]).success
+    return raw, data
+
+
+def test_header_only_train_csv_fails_in_the_ui_and_keeps_the_table(built):
+    raw, data = built
+    paths = Paths(data_dir=data, raw_dir=raw)
+    before = paths.labels.read_bytes()
+    paths.train_csv.write_text(paths.train_csv.read_text().splitlines()[0] + "\n")
+    result = run(raw, data, ["labels"])
+    assert not result.success
+    message = failure_message(result)
+    assert "train.csv has a header and 0 study rows" in message and "16 studies" in message
+    assert paths.labels.read_bytes() == before
+
+
+def test_missing_image_folders_fail_in_the_ui_and_keep_the_table(built):
+    raw, data = built
+    paths = Paths(data_dir=data, raw_dir=raw)
+    before = paths.dicom_metadata.read_bytes()
+    shutil.rmtree(paths.train_images)
+    shutil.rmtree(paths.test_images)
+    result = run(raw, data, ["dicom_metadata"])
+    assert not result.success
+    assert "train_images/ is missing, test_images/ is missing" in failure_message(result)
+    assert paths.dicom_metadata.read_bytes() == before
+
+
+def test_label_checks_without_dicom_metadata_warn_with_a_reason(synth_raw, tmp_path):
+    result = run(synth_raw, tmp_path / "data", ["labels"])
+    assert result.success  # the asset succeeded; its checks say what they could not check
+    evaluations = checks(result)
+    for name in ("coordinates_point_at_instances", "studies_have_required_series"):
+        assert not evaluations[name].passed
+        assert evaluations[name].severity.value == "WARN"
+        assert "materialize the `dicom_metadata` asset first" in evaluations[name].description
+
+
+def test_quarantine_check_fails_at_zero_of_zero(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "train.csv").write_text("study_id\n")
+    result = run(raw, tmp_path / "data", ["dicom_metadata"], {
+        "ops": {"dicom_metadata": {"config": {"allow_empty": True}}}
+    })  # fmt: skip
+    assert result.success
+    evaluation = checks(result)["quarantine_share_below_bound"]
+    assert not evaluation.passed and "0 of 0" in evaluation.description

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from filelock import FileLock
 
 from lss_pipeline.core import atomic
 from lss_pipeline.core.dicom.layout import image_folders, list_image_files, require_raw_dataset
@@ -21,26 +20,34 @@ from lss_pipeline.core.paths import Paths
 
 LOCK_NAME = "dicom_metadata"
 LOCK_TIMEOUT_S = 600.0
+# A new table under this share of the published one's instances is "near-empty" (refused unless allowed).
+NEAR_EMPTY_SHARE = 0.1
 
 
 class NoImagesError(ValueError):
     """The raw folder gives no usable image; the message says what was found."""
 
 
-def _published_size(paths: Paths) -> str:
+def _published_instances(paths: Paths) -> int | None:
+    """Rows of the published metadata table; None when there is none (or it cannot be read)."""
     if not paths.dicom_metadata.is_file():
-        return f"{paths.dicom_metadata} does not exist yet"
+        return None
     try:
-        rows = pl.scan_parquet(paths.dicom_metadata).select(pl.len()).collect().item()
-    except Exception:  # noqa: BLE001 - only used in a message
-        return f"{paths.dicom_metadata} is left as it is"
-    return f"{paths.dicom_metadata} ({rows} instances) is left as it is"
+        return int(pl.scan_parquet(paths.dicom_metadata).select(pl.len()).collect().item())
+    except Exception:  # noqa: BLE001 - only used to guard and to explain
+        return None
 
 
-def _advice(paths: Paths) -> str:
-    return (
-        f"Nothing was written: {_published_size(paths)}. "
-        "Set allow_empty: true in the asset's config to publish anyway."
+def _refuse(found: str, paths: Paths) -> NoImagesError:
+    published = _published_instances(paths)
+    kept = (
+        f"{paths.dicom_metadata} ({published} instances) is left as it is"
+        if published
+        else "no table was written"
+    )
+    return NoImagesError(
+        f"{found}. Nothing was written: {kept}. "
+        "Set allow_empty: true in the dicom_metadata asset's config to publish anyway."
     )
 
 
@@ -51,20 +58,29 @@ def check_files_found(rel_paths: list[str], paths: Paths, *, allow_empty: bool =
     found = ", ".join(
         f"{folder.name}/ {'is empty' if folder.is_dir() else 'is missing'}" for folder in image_folders(paths)
     )
-    raise NoImagesError(f"no image files under {paths.raw_dir} ({found}). {_advice(paths)}")
+    raise _refuse(f"no image files under {paths.raw_dir} ({found})", paths)
 
 
 def check_rows_readable(
     metadata: pl.DataFrame, quarantine: pl.DataFrame, paths: Paths, *, allow_empty: bool = False
 ) -> None:
-    """After the scan: at least one readable instance."""
-    if metadata.height or allow_empty:
+    """After the scan: at least one readable instance, and not a near-empty shrink of the published table."""
+    if allow_empty:
         return
     reasons = dict(quarantine.group_by("error_type").len().sort("error_type").iter_rows())
-    raise NoImagesError(
-        f"0 of {quarantine.height} image files under {paths.raw_dir} are readable "
-        f"(quarantine reasons: {reasons}). {_advice(paths)}"
-    )
+    files = metadata.height + quarantine.height
+    if metadata.height == 0:
+        raise _refuse(
+            f"0 of {files} image files under {paths.raw_dir} are readable (quarantine reasons: {reasons})",
+            paths,
+        )
+    published = _published_instances(paths)
+    if published and metadata.height < NEAR_EMPTY_SHARE * published:
+        raise _refuse(
+            f"{metadata.height} readable instances under {paths.raw_dir} where the published table has "
+            f"{published} (under {NEAR_EMPTY_SHARE:.0%}; quarantine reasons: {reasons})",
+            paths,
+        )
 
 
 def publish_metadata(
@@ -78,8 +94,7 @@ def publish_metadata(
         if dict(df.schema) != schema:
             raise ValueError(f"{name} table does not have the contract schema: {dict(df.schema)}")
     check_rows_readable(metadata, quarantine, paths, allow_empty=allow_empty)
-    paths.locks_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(paths.writer_lock(LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+    with atomic.exclusive(paths.writer_lock(LOCK_NAME), "the DICOM metadata tables", LOCK_TIMEOUT_S):
         for target in (paths.dicom_metadata, paths.quarantine):
             atomic.remove_stale_temps(target)
         return atomic.write_together(
@@ -125,8 +140,7 @@ def read_metadata(paths: Paths) -> tuple[pl.DataFrame, pl.DataFrame]:
         raise FileNotFoundError(
             f"{', '.join(str(p) for p in missing)} missing: materialize the `dicom_metadata` asset first"
         )
-    paths.locks_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(paths.writer_lock(LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+    with atomic.exclusive(paths.writer_lock(LOCK_NAME), "the DICOM metadata tables", LOCK_TIMEOUT_S):
         return pl.read_parquet(paths.dicom_metadata), pl.read_parquet(paths.quarantine)
 
 

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import polars as pl
-from filelock import FileLock
 
 from lss_pipeline.core import atomic
 from lss_pipeline.core.dicom.layout import require_raw_dataset
@@ -21,42 +20,54 @@ from lss_pipeline.core.paths import Paths
 
 LOCK_NAME = "labels"
 LOCK_TIMEOUT_S = 600.0
+# A new table under this share of the published one's studies is "near-empty" (refused unless allowed).
+NEAR_EMPTY_SHARE = 0.1
 
 
 class EmptyLabelsError(ValueError):
     """The label files hold too little to replace the published table; the message says what was found."""
 
 
-def _published_size(paths: Paths) -> str:
+def _published_studies(paths: Paths) -> int | None:
+    """Studies in the published labels table; None when there is none (or it cannot be read)."""
     if not paths.labels.is_file():
-        return f"{paths.labels} does not exist yet"
+        return None
     try:
-        studies = pl.scan_parquet(paths.labels).select(pl.col("study_id").n_unique()).collect().item()
-    except Exception:  # noqa: BLE001 - only used in a message
-        return f"{paths.labels} is left as it is"
-    return f"{paths.labels} ({studies} studies) is left as it is"
+        return int(pl.scan_parquet(paths.labels).select(pl.col("study_id").n_unique()).collect().item())
+    except Exception:  # noqa: BLE001 - only used to guard and to explain
+        return None
 
 
 def check_minimums(stats: dict, paths: Paths, *, allow_empty: bool = False) -> None:
-    """Raise EmptyLabelsError when an input holds no data rows (or no non-blank label).
+    """Raise EmptyLabelsError when an input holds no data rows (or no non-blank label), or when the
+    new table would shrink the published one to near-empty (under ``NEAR_EMPTY_SHARE`` of its studies).
 
     ``allow_empty`` publishes anyway (e.g. to clear the tables on purpose).
     """
     if allow_empty:
         return
+    published = _published_studies(paths)
     problems = []
     if stats["n_studies"] == 0:
         problems.append(f"{paths.train_csv} has a header and 0 study rows")
     elif stats["n_label_rows"] == stats["blank_labels"]:
         problems.append(f"{paths.train_csv} has {stats['n_studies']} studies but every label cell is blank")
+    elif published and stats["n_studies"] < NEAR_EMPTY_SHARE * published:
+        problems.append(
+            f"{paths.train_csv} has {stats['n_studies']} studies where the published table has {published} "
+            f"(under {NEAR_EMPTY_SHARE:.0%})"
+        )
     if stats["n_coordinate_rows"] == 0:
         problems.append(f"{paths.coordinates_csv} has a header and 0 coordinate rows")
     if stats["n_series"] == 0:
         problems.append(f"{paths.series_csv} has a header and 0 series rows")
     if problems:
+        kept = (
+            f"{paths.labels} ({published} studies) is left as it is" if published else "no table was written"
+        )
         raise EmptyLabelsError(
-            "; ".join(problems) + f". Nothing was written: {_published_size(paths)}. "
-            "Set allow_empty: true in the asset's config to publish it anyway."
+            "; ".join(problems) + f". Nothing was written: {kept}. "
+            "Set allow_empty: true in the labels asset's config to publish it anyway."
         )
 
 
@@ -68,8 +79,7 @@ def publish_labels(
         raise ValueError(f"labels table does not have the contract schema: {dict(labels.schema)}")
     check_minimums(stats, paths, allow_empty=allow_empty)
     stats_text = json.dumps(stats, indent=2, sort_keys=True, default=str) + "\n"
-    paths.locks_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(paths.writer_lock(LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+    with atomic.exclusive(paths.writer_lock(LOCK_NAME), "the labels tables", LOCK_TIMEOUT_S):
         for target in (paths.labels, paths.labels_stats):
             atomic.remove_stale_temps(target)
         return atomic.write_together(
