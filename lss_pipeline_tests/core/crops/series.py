@@ -129,6 +129,14 @@ def scene(points: np.ndarray) -> np.ndarray:
     return value
 
 
+def mirrored_scene(points: np.ndarray) -> np.ndarray:
+    """:func:`scene` offset to the patient's left and mirrored onto the right: symmetric about
+    the mid-sagittal plane (x = 0), as a patient's two sides are meant to be."""
+    p = np.asarray(points, dtype=np.float64)
+    shift = np.array([15.0, 0.0, 0.0])
+    return scene(p - shift) + scene(p * np.array([-1.0, 1.0, 1.0]) - shift)
+
+
 def slice_ipp(centre: np.ndarray, row_dir, col_dir, spacing, shape) -> np.ndarray:
     """The IPP that puts ``centre`` in the middle of a ``shape`` image."""
     rows, cols = shape
@@ -151,8 +159,10 @@ def render_scene_series(
     col_dir,
     spacing=(0.8, 0.8),
     shape=(96, 96),
+    field=None,
 ) -> tuple[pl.DataFrame, list[SliceGeometry]]:
-    """A series whose slice k is centred on ``centres[k]`` and shows :func:`scene`."""
+    """A series whose slice k is centred on ``centres[k]`` and shows ``field`` (default :func:`scene`)."""
+    field = field or scene
     images, ipps, geoms = [], [], []
     for centre in centres:
         ipp = slice_ipp(centre, row_dir, col_dir, spacing, shape)
@@ -164,7 +174,7 @@ def render_scene_series(
             spacing_col=spacing[1],
         )
         ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
-        images.append(scene(pixel_to_patient(geom, xs, ys)))
+        images.append(field(pixel_to_patient(geom, xs, ys)))
         ipps.append(tuple(ipp))
         geoms.append(geom)
     meta = write_series(

@@ -19,6 +19,7 @@ from lss_pipeline_tests.core.crops.series import (
     AX_ROW,
     SAG_COL,
     SAG_ROW,
+    mirrored_scene,
     render_scene_series,
     write_series,
 )
@@ -154,6 +155,67 @@ def test_axial_crops_put_the_patients_left_on_the_same_side(tmp_path, row_dir, c
     mid = crop[1]
     row, col = np.unravel_index(np.argmax(mid), mid.shape)
     assert col >= 14 and row <= 9, (row, col)
+
+
+@pytest.mark.parametrize("right_storage", ["standard", "flipped_rows", "reversed_order"])
+def test_mirroring_a_right_crop_gives_the_left_crop_in_patient_space(tmp_path, right_storage):
+    """flip_merge's mirror (slice order for sagittal NFS, width for axial SBS) is the patient's
+    mid-sagittal mirror, however the right side's series is stored."""
+    from lss_pipeline.core.train.augment import flip_to_left
+
+    flipped = right_storage == "flipped_rows"
+    reversed_ = right_storage == "reversed_order"
+    # NFS on a sagittal series: the foramina at x = +15 (left) and -15 (right).
+    centres = [np.array([3.0 * k, 0.0, 0.0]) for k in range(-8, 9)]
+    insts = list(range(1, 18))
+    left_meta, left_geoms = render_scene_series(
+        tmp_path / "l",
+        1,
+        10,
+        "Sagittal T1",
+        centres,
+        insts,
+        row_dir=SAG_ROW,
+        col_dir=SAG_COL,
+        field=mirrored_scene,
+    )
+    right_insts = insts[::-1] if reversed_ else insts
+    right_meta, right_geoms = render_scene_series(
+        tmp_path / "r",
+        1,
+        10,
+        "Sagittal T1",
+        centres,
+        right_insts,
+        row_dir=(0.0, -1.0, 0.0) if flipped else SAG_ROW,
+        col_dir=SAG_COL,
+        field=mirrored_scene,
+    )
+    left, _ = _crop_at(tmp_path / "l", left_meta, left_geoms, insts, 13, np.array([15.0, 2.0, -1.0]), 10)
+    right, _ = _crop_at(
+        tmp_path / "r", right_meta, right_geoms, right_insts, 3, np.array([-15.0, 2.0, -1.0]), 10
+    )
+    assert np.abs(left - right).mean() > 0.02  # the sides differ before the mirror ...
+    np.testing.assert_allclose(flip_to_left(right, "nfs"), left, atol=1e-3)  # ... and match after it
+    # SBS on an axial series: the recesses at x = +15 and -15 on one slice.
+    ax = [np.array([0.0, 0.0, 4.0 * k]) for k in range(3)]
+    meta, geoms = render_scene_series(
+        tmp_path / "a",
+        1,
+        20,
+        "Axial T2",
+        ax,
+        [3, 2, 1] if reversed_ else [1, 2, 3],
+        row_dir=(-1.0, 0.0, 0.0) if flipped else AX_ROW,
+        col_dir=AX_COL,
+        shape=(96, 128),
+        field=mirrored_scene,
+    )
+    ax_insts = [3, 2, 1] if reversed_ else [1, 2, 3]
+    left, _ = _crop_at(tmp_path / "a", meta, geoms, ax_insts, 1, np.array([15.0, 2.0, 4.0]), 20, slices=3)
+    right, _ = _crop_at(tmp_path / "a", meta, geoms, ax_insts, 1, np.array([-15.0, 2.0, 4.0]), 20, slices=3)
+    assert np.abs(left - right).mean() > 0.02
+    np.testing.assert_allclose(flip_to_left(right, "sbs"), left, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- stacks
