@@ -1,12 +1,12 @@
-"""Training throughput: ``train_model``'s loop against a bare timm loop, same model and tensors.
+"""Training throughput: ``train_fold``'s loop against a bare timm loop, same model and tensors.
 
     python benchmarks/bench_training.py [--arch convnext_atto] [--crops 480] [--epochs 3]
 
 Both loops train the same timm model (same seed, same init) for the same number of epochs
 over the same crops held in memory, at the same batch size. The bare loop is the floor:
-slice a tensor, forward, loss, backward, AdamW step. ``train_model`` adds its data path
+slice a tensor, forward, loss, backward, AdamW step. ``train_fold`` adds its data path
 (batched dataset read, augmentation), the LR schedule, validation and checkpoints; only its
-training phase is timed (``TrainResult.train_images_per_s``). The two runs alternate
+training phase is timed (``FoldResult.train_images_per_s``). The two runs alternate
 ``--repeats`` times so that a busy machine slows both alike; medians are reported.
 """
 
@@ -25,8 +25,11 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from lss_pipeline.core.models import create_model
-from lss_pipeline.core.training import TrainConfig, resolve_device, train_model
+from lss_pipeline.core.train.config import TrainConfig
+from lss_pipeline.core.train.device import resolve_device
+from lss_pipeline.core.train.fold import plan_fold
+from lss_pipeline.core.train.loop import train_fold
+from lss_pipeline.core.train.models import create_model
 
 
 def make_crops(folder: Path, n: int, slices: int, px: int, seed: int = 0) -> tuple[Path, Path]:
@@ -35,21 +38,29 @@ def make_crops(folder: Path, n: int, slices: int, px: int, seed: int = 0) -> tup
     labels = rng.choice(3, size=n, p=[0.7, 0.2, 0.1])
     np.save(folder / "crops.npy", crops)
     study = np.arange(n) // 5
-    pl.DataFrame({
-        "crop_index": np.arange(n), "study_id": pl.Series(study, dtype=pl.Int64),
-        "row_id": [f"{s}_spinal_canal_stenosis_l1_l2_{i}" for i, s in enumerate(study)],
-        "condition": ["Spinal Canal Stenosis"] * n, "side": pl.Series([None] * n, dtype=pl.Utf8),
-        "level": ["L1/L2"] * n, "label": pl.Series(labels, dtype=pl.Int8),
-        # A small validation fold: the benchmark is about the training phase.
-        "fold": pl.Series(np.where(study % 10 == 0, 0, 1), dtype=pl.Int8),
-    }).write_parquet(folder / "index.parquet")
+    pl.DataFrame(
+        {
+            "crop_index": np.arange(n),
+            "study_id": pl.Series(study, dtype=pl.Int64),
+            "row_id": [f"{s}_spinal_canal_stenosis_l1_l2_{i}" for i, s in enumerate(study)],
+            "condition": ["Spinal Canal Stenosis"] * n,
+            "side": pl.Series([None] * n, dtype=pl.Utf8),
+            "level": ["L1/L2"] * n,
+            "label": pl.Series(labels, dtype=pl.Int8),
+            # A small validation fold: the benchmark is about the training phase.
+            "split": ["cv"] * n,
+            "fold": pl.Series(np.where(study % 10 == 0, 0, 1), dtype=pl.Int8),
+        }
+    ).write_parquet(folder / "index.parquet")
     return folder / "crops.npy", folder / "index.parquet"
 
 
 def bare_loop(config: TrainConfig, crops_path: Path, index_path: Path) -> float:
     """Images/s of a plain loop over the same training crops, already tensors in memory."""
     device, amp_dtype, channels_last = resolve_device(config.device, config.precision, config.channels_last)
-    index = pl.read_parquet(index_path).filter(pl.col("fold") != config.val_fold)
+    index = pl.read_parquet(index_path).filter(
+        (pl.col("fold") != config.val_fold) & (pl.col("split") == "cv")
+    )
     crops = np.load(crops_path)[index["crop_index"].to_numpy()]
     x_all = torch.from_numpy(crops.astype(np.float32)).to(device)
     y_all = torch.from_numpy(index["label"].to_numpy().astype(np.int64)).to(device)
@@ -64,7 +75,7 @@ def bare_loop(config: TrainConfig, crops_path: Path, index_path: Path) -> float:
         order = torch.randperm(len(y_all), device=device)
         started = time.perf_counter()
         for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             x, y = x_all[idx], y_all[idx]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -80,7 +91,9 @@ def bare_loop(config: TrainConfig, crops_path: Path, index_path: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", default="convnext_atto")
     parser.add_argument("--crops", type=int, default=480)
     parser.add_argument("--slices", type=int, default=5)
@@ -96,30 +109,47 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    results: dict[str, list[float]] = {"bare": [], "train_model": [], "train_model_no_aug": []}
+    results: dict[str, list[float]] = {"bare": [], "train_fold": [], "train_fold_no_aug": []}
     with tempfile.TemporaryDirectory() as tmp:
         crops_path, index_path = make_crops(Path(tmp), args.crops, args.slices, args.px)
-        config = TrainConfig(timm_name=args.arch, in_chans=args.slices, crop_px=args.px, epochs=args.epochs,
-                             batch_size=args.batch_size, device=args.device, precision=args.precision, patience=0,
-                             val_fold=0)
-        variants = [("train_model", config)]
+        config = TrainConfig(
+            timm_name=args.arch,
+            in_chans=args.slices,
+            crop_px=args.px,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            patience=0,
+            val_fold=0,
+        )
+        variants = [("train_fold", config)]
         if args.no_augment:
-            variants.append(("train_model_no_aug", TrainConfig(**{**config.to_dict(), "augment": False})))
+            variants.append(("train_fold_no_aug", TrainConfig(**{**config.to_dict(), "augment": False})))
         for repeat in range(args.repeats):
             results["bare"].append(bare_loop(config, crops_path, index_path))
             for name, cfg in variants:
                 out = Path(tmp) / f"{name}_{repeat}"
-                results[name].append(train_model(cfg, crops_path, index_path, None, out).train_images_per_s)
-            print(f"repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in results.items() if v),
-                  file=sys.stderr, flush=True)
+                plan = plan_fold(cfg, crops_path, index_path, None, out)
+                results[name].append(train_fold(plan).train_images_per_s)
+            print(
+                f"repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in results.items() if v),
+                file=sys.stderr,
+                flush=True,
+            )
     summary = {
-        "arch": args.arch, "crops": args.crops, "shape": [args.slices, args.px, args.px], "epochs": args.epochs,
-        "batch_size": args.batch_size, "device": args.device, "torch_threads": torch.get_num_threads(),
+        "arch": args.arch,
+        "crops": args.crops,
+        "shape": [args.slices, args.px, args.px],
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
         **{f"{k}_img_per_s": round(statistics.median(v), 1) for k, v in results.items() if v},
     }
-    summary["ratio"] = round(summary["train_model_img_per_s"] / summary["bare_img_per_s"], 3)
+    summary["ratio"] = round(summary["train_fold_img_per_s"] / summary["bare_img_per_s"], 3)
     if args.no_augment:
-        summary["ratio_no_aug"] = round(summary["train_model_no_aug_img_per_s"] / summary["bare_img_per_s"], 3)
+        summary["ratio_no_aug"] = round(summary["train_fold_no_aug_img_per_s"] / summary["bare_img_per_s"], 3)
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -2,7 +2,7 @@
 
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-from lss_pipeline.assets.training import trained_model
+from lss_pipeline.assets.train import trained_model
 from lss_pipeline.definitions import defs
 
 

@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(600)]
 
 EXPERIMENT = "lss-scs"
-# Two small real training runs (core train_model + the MLflow helpers the asset uses).
+# Two small real training runs (core train_fold + the MLflow helpers the asset uses).
 RUNS = {
     "convnext-scs": {"arch": "convnext", "timm_name": "convnext_atto", "loss": "focal"},
     "resnet-scs": {"arch": "resnet", "timm_name": "resnet18", "loss": "weighted_ce"},
@@ -21,9 +21,11 @@ RUNS = {
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory):
     """A sqlite store holding two tiny training runs, logged as the trained_model asset logs them."""
-    from lss_pipeline.core import tracking
-    from lss_pipeline.core.training import TrainConfig, train_model
-    from lss_pipeline_tests.core.test_training import write_synthetic_crops
+    from lss_pipeline.core.train import tracking
+    from lss_pipeline.core.train.config import TrainConfig
+    from lss_pipeline.core.train.fold import plan_fold
+    from lss_pipeline.core.train.loop import train_fold
+    from lss_pipeline_tests.core.train.synthetic_crops import write_synthetic_crops
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -35,7 +37,8 @@ def mlflow_store(tmp_path_factory):
         config = TrainConfig(arch=spec["arch"], timm_name=spec["timm_name"], category="scs", crop_px=32,
                              loss=spec["loss"], epochs=2, batch_size=32, device="cpu", val_fold=0)
         with tracking.start_run(EXPERIMENT, run_name=name, tags={"arch": spec["arch"]}) as run:
-            result = train_model(config, crops, index, [1.0, 2.0, 4.0], tmp_path_factory.mktemp(name), tracker=run)
+            plan = plan_fold(config, crops, index, [1.0, 2.0, 4.0], tmp_path_factory.mktemp(name))
+            result = train_fold(plan, tracker=run)
         run_ids[name] = run.run_id
         recalls[name] = result.best_val_macro_recall
     return {"root": root, "uri": uri, "artifacts": artifacts, "experiment_id": tracking.ensure_experiment(EXPERIMENT),

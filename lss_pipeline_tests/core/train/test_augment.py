@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lss_pipeline.core.augment import CropAugmenter, flip_batch_to_left, flip_to_left
+from lss_pipeline.core.train.augment import CropAugmenter, flip_batch_to_left, flip_to_left
 
 
 @pytest.fixture(scope="module")

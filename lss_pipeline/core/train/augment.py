@@ -6,10 +6,9 @@ slices become channels and every slice of a crop gets the same geometric transfo
 
 from __future__ import annotations
 
+import albumentations as A
 import cv2
 import numpy as np
-
-import albumentations as A
 
 # How a right-side crop is mirrored to look like a left-side one (mirror across the
 # mid-sagittal plane):
@@ -80,14 +79,18 @@ class CropAugmenter:
 def flip_to_left(crop: np.ndarray, category: str) -> np.ndarray:
     """Mirror a right-side (slices, H, W) crop of ``category`` so it looks like a left one."""
     if category not in FLIP_AXIS_BY_CATEGORY:
-        raise ValueError(f"flip merge is defined for sided categories {sorted(FLIP_AXIS_BY_CATEGORY)}, not {category!r}")
+        raise ValueError(
+            f"flip merge is defined for sided categories {sorted(FLIP_AXIS_BY_CATEGORY)}, not {category!r}"
+        )
     return np.flip(crop, axis=FLIP_AXIS_BY_CATEGORY[category])
 
 
 def flip_batch_to_left(crops: np.ndarray, is_right: np.ndarray, category: str) -> np.ndarray:
     """Flip the rows of a (B, slices, H, W) batch where ``is_right``; others unchanged."""
     if category not in FLIP_AXIS_BY_CATEGORY:
-        raise ValueError(f"flip merge is defined for sided categories {sorted(FLIP_AXIS_BY_CATEGORY)}, not {category!r}")
+        raise ValueError(
+            f"flip merge is defined for sided categories {sorted(FLIP_AXIS_BY_CATEGORY)}, not {category!r}"
+        )
     if not is_right.any():
         return crops
     out = np.array(crops, copy=True)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lss_pipeline.core.models import (
+from lss_pipeline.core.settings import PROFILES
+from lss_pipeline.core.train.models import (
     adapt_conv_weight,
     count_macs,
     count_parameters,
@@ -9,7 +10,6 @@ from lss_pipeline.core.models import (
     load_pretrained,
     resolve_timm_name,
 )
-from lss_pipeline.core.settings import PROFILES
 
 
 @pytest.mark.parametrize("arch", ["convnext", "resnet", "swin"])

@@ -10,6 +10,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -28,7 +29,13 @@ MODEL_ALIASES: dict[str, tuple[str, dict]] = {
         "swin_tiny_patch4_window7_224",
         # No stochastic depth: with a few hundred crops and 8 epochs it only slows learning
         # (SBS demo set: macro recall 0.33 -> 0.55 without it).
-        {"embed_dim": 32, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4, "drop_path_rate": 0.0},
+        {
+            "embed_dim": 32,
+            "depths": (2, 2, 2),
+            "num_heads": (2, 4, 8),
+            "window_size": 4,
+            "drop_path_rate": 0.0,
+        },
     ),
 }
 
@@ -42,6 +49,9 @@ INPUT_STD = 0.25
 
 class CropClassifier(nn.Module):
     """A timm backbone behind input normalisation, so the model takes crops in [0, 1] as stored."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, backbone: nn.Module, mean: float = INPUT_MEAN, std: float = INPUT_STD):
         super().__init__()
@@ -102,6 +112,7 @@ def create_model(
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
+    state: Any
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -142,9 +153,13 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
     own = model.state_dict()
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     classifier = cfg.get("classifier")
-    head_prefixes = tuple(classifier) if isinstance(classifier, (list, tuple)) else ((classifier,) if classifier else ())
+    head_prefixes = (
+        tuple(classifier) if isinstance(classifier, (list, tuple)) else ((classifier,) if classifier else ())
+    )
     first_conv = cfg.get("first_conv")
-    first_convs = tuple(first_conv) if isinstance(first_conv, (list, tuple)) else ((first_conv,) if first_conv else ())
+    first_convs = (
+        tuple(first_conv) if isinstance(first_conv, (list, tuple)) else ((first_conv,) if first_conv else ())
+    )
     filtered: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key not in own:
@@ -153,10 +168,18 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
         if value.shape == target.shape:
             filtered[key] = value
         elif any(key.startswith(prefix) for prefix in head_prefixes):
-            log.info("dropping head weight %s: %s in file, %s in model", key, tuple(value.shape), tuple(target.shape))
+            log.info(
+                "dropping head weight %s: %s in file, %s in model",
+                key,
+                tuple(value.shape),
+                tuple(target.shape),
+            )
         elif (
-            value.ndim == 4 and value.shape[1] == 3 and value.shape[0] == target.shape[0]
-            and value.shape[2:] == target.shape[2:] and any(key.startswith(p) for p in first_convs)
+            value.ndim == 4
+            and value.shape[1] == 3
+            and value.shape[0] == target.shape[0]
+            and value.shape[2:] == target.shape[2:]
+            and any(key.startswith(p) for p in first_convs)
         ):
             filtered[key] = adapt_conv_weight(value, target.shape[1])
         else:
@@ -187,7 +210,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         from fvcore.nn import FlopCountAnalysis
 
         # A CPU fp32 copy in eval mode: the count must not touch the training model's state.
-        probe = copy.deepcopy(model).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+        probe = copy.deepcopy(model).to("cpu", dtype=torch.float32)
+        probe = probe.to(memory_format=torch.contiguous_format).eval()
         with torch.no_grad():
             analysis = FlopCountAnalysis(probe, torch.zeros(*input_shape))
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,8 @@ def _weight_buffer(weights: Sequence[float] | torch.Tensor | None, num_classes: 
 class WeightedCrossEntropyLoss(nn.Module):
     """Cross-entropy, mean over samples weighted by their class weight (as torch's ``weight``)."""
 
+    weight: torch.Tensor
+
     def __init__(self, weights: Sequence[float] | torch.Tensor | None = None, num_classes: int = 3):
         super().__init__()
         self.register_buffer("weight", _weight_buffer(weights, num_classes))
@@ -40,7 +42,11 @@ class WeightedFocalLoss(nn.Module):
     The same normalisation as weighted cross-entropy, so ``gamma = 0`` gives exactly that.
     """
 
-    def __init__(self, weights: Sequence[float] | torch.Tensor | None = None, gamma: float = 2.0, num_classes: int = 3):
+    weight: torch.Tensor
+
+    def __init__(
+        self, weights: Sequence[float] | torch.Tensor | None = None, gamma: float = 2.0, num_classes: int = 3
+    ):
         super().__init__()
         if gamma < 0:
             raise ValueError(f"focal gamma must be >= 0, got {gamma}")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lss_pipeline.core.losses import WeightedFocalLoss, build_loss
+from lss_pipeline.core.train.losses import WeightedFocalLoss, build_loss
 
 
 def _batch(seed: int = 0, n: int = 64):
