@@ -36,6 +36,8 @@ class Profile:
     lr: float
     # timm model names per architecture
     models: dict[str, str] = field(default_factory=dict)
+    # cv folds trained per model, the first n of K (None: every fold, so the OOF table covers the cv split)
+    train_folds: int | None = None
 
 
 PROFILES: dict[str, Profile] = {
@@ -50,7 +52,7 @@ PROFILES: dict[str, Profile] = {
         models={
             "convnext": "convnext_atto",
             "resnet": "resnet18",
-            # Swin-T code, 3 narrow stages, window 4 (lss_pipeline.core.models.MODEL_ALIASES)
+            # Swin-T code, 3 narrow stages, window 4 (lss_pipeline.core.train.models.MODEL_ALIASES)
             "swin": "swin_demo_patch4_window4",
         },
     ),
