@@ -212,6 +212,10 @@ class Paths:
     def champions_json(self) -> Path:
         return self.reports_dir / "champions.json"
 
+    def report_plot(self, name: str) -> Path:
+        """A PNG plot of the report (also embedded in the HTML page)."""
+        return self.reports_dir / f"{name}.png"
+
     # --- services -----------------------------------------------------------------------------
     @property
     def mlflow_dir(self) -> Path:
