@@ -2,19 +2,26 @@
 
 import pytest
 
-from lss_pipeline.core.report import build_report
-from lss_pipeline_tests.core.test_report import CONVNEXT_WRONG, DATASET, MACS, RESNET_WRONG, write_partition
+from lss_pipeline.core.paths import Paths
+from lss_pipeline_tests.core.evaluate.test_report import (
+    CONVNEXT_WRONG,
+    DATASET,
+    MACS,
+    RESNET_WRONG,
+    report_of,
+    write_partition,
+)
 
 pytestmark = pytest.mark.ui
 
 
 def test_report_html_renders_tables_and_embedded_plots(tmp_path, page, artifacts_dir):
-    models = tmp_path / "models"
+    paths = Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw")
     for cat, wrong in CONVNEXT_WRONG.items():
-        write_partition(models, "convnext", cat, wrong, MACS["convnext"])
+        write_partition(paths, "convnext", cat, wrong, MACS["convnext"])
     for cat, wrong in RESNET_WRONG.items():
-        write_partition(models, "resnet", cat, wrong, MACS["resnet"])
-    result = build_report(models, tmp_path / "reports", dataset_info=DATASET)
+        write_partition(paths, "resnet", cat, wrong, MACS["resnet"])
+    result = report_of(paths, dataset=DATASET)
 
     page.goto(result.html_path.as_uri())
     assert "synthetic" in page.inner_text("body")

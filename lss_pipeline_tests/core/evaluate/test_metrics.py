@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from lss_pipeline.core.constants import CONDITIONS, LEVEL_SLUGS
-from lss_pipeline.core.metrics import (
+from lss_pipeline.core.evaluate.metrics import (
     classification_metrics,
     competition_score,
     make_row_id,
@@ -42,10 +42,17 @@ def test_classification_metrics_hand_computed():
     assert m["recall_moderate"] == pytest.approx(0.5)
     assert m["precision_normal_mild"] == pytest.approx(1.0)
     # Weights 1, 1, 1, 2, 2, 4 (sum 11) times -log p(true class).
-    expected_wll = -(
-        math.log(0.7) + math.log(0.6) + math.log(0.3)
-        + 2 * math.log(0.6) + 2 * math.log(0.4) + 4 * math.log(0.7)
-    ) / 11
+    expected_wll = (
+        -(
+            math.log(0.7)
+            + math.log(0.6)
+            + math.log(0.3)
+            + 2 * math.log(0.6)
+            + 2 * math.log(0.4)
+            + 4 * math.log(0.7)
+        )
+        / 11
+    )
     assert m["weighted_log_loss"] == pytest.approx(expected_wll)
     assert m["n"] == 6 and m["class_counts"] == [3, 2, 1]
 
@@ -102,7 +109,7 @@ def _case(overrides: dict[tuple[int, str, str], tuple]) -> tuple[pl.DataFrame, p
     """Two studies × 25 rows, label 0 and the study's default prediction unless overridden."""
     sol, sub = [], []
     for study in (10, 20):
-        for (_, _, _, stem) in CONDITIONS:
+        for _, _, _, stem in CONDITIONS:
             for slug in LEVEL_SLUGS:
                 label, pred = overrides.get((study, stem, slug), (0, DEFAULT_PRED[study]))
                 rid = make_row_id(study, stem, slug)
@@ -158,8 +165,14 @@ def test_competition_score_hand_computed():
 def test_competition_score_ignores_unlabelled_and_extra_submission_rows():
     solution, submission = _case(HAND_CASE)
     blank_ids = solution.filter(pl.col("label").is_null())["row_id"]
-    extra = pl.DataFrame({"row_id": ["30_spinal_canal_stenosis_l1_l2"], "normal_mild": [1.0],
-                          "moderate": [0.0], "severe": [0.0]})
+    extra = pl.DataFrame(
+        {
+            "row_id": ["30_spinal_canal_stenosis_l1_l2"],
+            "normal_mild": [1.0],
+            "moderate": [0.0],
+            "severe": [0.0],
+        }
+    )
     trimmed = pl.concat([submission.filter(~pl.col("row_id").is_in(blank_ids.to_list())), extra])
     assert competition_score(solution, trimmed)["score"] == pytest.approx(
         competition_score(solution, submission)["score"]

@@ -104,9 +104,7 @@ def classification_metrics(y_true: Any, proba: Any) -> dict[str, Any]:
     recall[present] = np.diag(cm)[present] / support[present]
     macro_recall = float(np.mean(recall[present]))
 
-    weighted_ll = float(
-        log_loss(y_true, proba, sample_weight=severity_weights(y_true), labels=list(LABELS))
-    )
+    weighted_ll = float(log_loss(y_true, proba, sample_weight=severity_weights(y_true), labels=list(LABELS)))
 
     out: dict[str, Any] = {
         "n": int(len(y_true)),
@@ -168,9 +166,7 @@ def competition_score(solution: pl.DataFrame, submission: pl.DataFrame) -> dict[
         if len(dup):
             raise ValueError(f"{name}: duplicated row_id(s) {dup.head(5).to_list()}")
 
-    scored = solution.select("row_id", pl.col("label").cast(pl.Int64)).filter(
-        pl.col("label").is_not_null()
-    )
+    scored = solution.select("row_id", pl.col("label").cast(pl.Int64)).filter(pl.col("label").is_not_null())
     if scored.is_empty():
         raise ValueError("solution: every label is blank; nothing to score")
     bad_labels = scored.filter(~pl.col("label").is_in(list(LABELS)))

@@ -9,14 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lss_pipeline.core.constants import CONDITIONS, LEVEL_SLUGS, LEVELS
-from lss_pipeline.core.metrics import competition_score, make_row_id
-from lss_pipeline.core.report import (
-    build_report,
-    choose_champions,
-    competition_for_arch,
-    load_partition,
-)
+from lss_pipeline.core.constants import ARCHITECTURES, CATEGORIES, CONDITIONS, LEVEL_SLUGS, LEVELS
+from lss_pipeline.core.evaluate.champions import choose_champions
+from lss_pipeline.core.evaluate.kaggle import competition_for_arch
+from lss_pipeline.core.evaluate.load import load_grid, load_partition
+from lss_pipeline.core.evaluate.metrics import competition_score, make_row_id
+from lss_pipeline.core.evaluate.report import build_report
+from lss_pipeline.core.evaluate.table import metrics_table
+from lss_pipeline.core.paths import Paths
 
 STUDIES = list(range(101, 109))  # 8 studies
 DATASET = {"kind": "synthetic", "fingerprint": "abc123", "n_studies": 8}
@@ -37,8 +37,20 @@ def _labels(n: int) -> np.ndarray:
     return np.arange(n) % 3  # every class present
 
 
-def write_partition(models_dir: Path, arch: str, category: str, wrong: tuple[int, int, int],
-                    macs: int, params: int = 1_000_000) -> None:
+def report_of(paths: Paths, archs=ARCHITECTURES, categories=CATEGORIES, **kwargs):
+    grid = load_grid(paths, archs, categories, kwargs.get("progress"))
+    return build_report(grid, metrics_table(grid), paths, **kwargs)
+
+
+def write_partition(
+    paths: Paths,
+    arch: str,
+    category: str,
+    wrong: tuple[int, int, int],
+    macs: int,
+    params: int = 1_000_000,
+    version: str | None = "3",
+) -> None:
     """Predictions equal the label except for the first wrong[c] rows of each class c,
     which are predicted as class (c + 1) % 3; recall of class c = 1 - wrong[c] / count_c."""
     rows = _rows(category)
@@ -64,14 +76,22 @@ def write_partition(models_dir: Path, arch: str, category: str, wrong: tuple[int
         },
         schema_overrides={"study_id": pl.Int64, "side": pl.Utf8, "label": pl.Int8, "fold": pl.Int8},
     )
-    part = models_dir / arch / category
-    part.mkdir(parents=True, exist_ok=True)
-    oof.write_parquet(part / "oof.parquet")
-    summary = {"arch": arch, "timm_name": f"{arch}_tiny", "category": category,
-               "mlflow_run_id": f"run-{arch}-{category}",
-               "model_version": "3", "registered_model": f"lss-{category}", "params": params, "macs": macs,
-               "loss": "weighted_ce", "weight_scheme": "effective_number", "val_macro_recall": 0.5}
-    (part / "summary.json").write_text(json.dumps(summary))
+    paths.model_dir(arch, category).mkdir(parents=True, exist_ok=True)
+    oof.write_parquet(paths.model_oof(arch, category))
+    summary = {
+        "arch": arch,
+        "timm_name": f"{arch}_tiny",
+        "category": category,
+        "mlflow_run_id": f"run-{arch}-{category}",
+        "model_version": version,
+        "registered_model": f"lss-{category}" if version else None,
+        "params": params,
+        "macs": macs,
+        "loss": "weighted_ce",
+        "weight_scheme": "effective_number",
+        "val_macro_recall": 0.5,
+    }
+    paths.model_summary(arch, category).write_text(json.dumps(summary))
 
 
 def expected_macro_recall(category: str, wrong: tuple[int, int, int]) -> float:
@@ -88,24 +108,25 @@ MACS = {"convnext": 2_000_000_000, "resnet": 500_000_000}
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
-    models = root / "models"
+    models = Paths(data_dir=root, raw_dir=root / "raw")
     for cat, wrong in CONVNEXT_WRONG.items():
         write_partition(models, "convnext", cat, wrong, MACS["convnext"], params=3_700_000)
     for cat, wrong in RESNET_WRONG.items():
         write_partition(models, "resnet", cat, wrong, MACS["resnet"], params=11_200_000)
     # A half-written partition (summary only) counts as missing.
-    (models / "swin" / "scs").mkdir(parents=True)
-    (models / "swin" / "scs" / "summary.json").write_text("{}")
-    runs = pl.DataFrame({
-        "arch": ["convnext", "convnext", "convnext", "resnet"],
-        "category": ["scs", "scs", "scs", "scs"],
-        "loss": ["weighted_ce", "weighted_ce", "focal", "focal"],
-        "run_id": ["r1", "r2", "r3", "r4"],
-        "val_macro_recall": [0.61, 0.72, 0.66, None],
-    })
+    models.model_dir("swin", "scs").mkdir(parents=True)
+    models.model_summary("swin", "scs").write_text("{}")
+    runs = pl.DataFrame(
+        {
+            "arch": ["convnext", "convnext", "convnext", "resnet"],
+            "category": ["scs", "scs", "scs", "scs"],
+            "loss": ["weighted_ce", "weighted_ce", "focal", "focal"],
+            "run_id": ["r1", "r2", "r3", "r4"],
+            "val_macro_recall": [0.61, 0.72, 0.66, None],
+        }
+    )
     messages: list[str] = []
-    result = build_report(models, root / "reports", dataset_info=DATASET, mlflow_runs=runs,
-                          progress=messages.append)
+    result = report_of(models, dataset=DATASET, mlflow_runs=runs, progress=messages.append)
     return result, messages
 
 
@@ -115,10 +136,17 @@ def _row(result, arch, cat) -> dict:
 
 def test_files_written(report):
     result, messages = report
-    out = result.out_dir
-    for name in ("evaluation.md", "evaluation.html", "evaluation_metrics.csv", "evaluation_metrics.parquet",
-                 "confusion_convnext_scs.png", "confusion_resnet_nfs.png", "recall_per_class_sbs.png",
-                 "recall_vs_gmacs_scs.png"):
+    out = result.markdown_path.parent
+    for name in (
+        "evaluation.md",
+        "evaluation.html",
+        "evaluation_metrics.csv",
+        "evaluation_metrics.parquet",
+        "confusion_convnext_scs.png",
+        "confusion_resnet_nfs.png",
+        "recall_per_class_sbs.png",
+        "recall_vs_gmacs_scs.png",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.glob(".*tmp*")), "temp files left behind"
     assert len(result.plot_paths) == 5 + 3 + 3
@@ -176,13 +204,16 @@ def test_competition_only_with_all_three_categories(report):
     md = result.markdown_path.read_text()
     assert "ResNet: not computed, missing SBS" in md
     # Same numbers as scoring the concatenated oof rows directly.
-    models = result.out_dir.parent / "models"
-    oofs = [pl.read_parquet(models / "convnext" / c / "oof.parquet") for c in CONVNEXT_WRONG]
+    paths = Paths(data_dir=result.markdown_path.parent.parent, raw_dir=Path("raw"))
+    oofs = [pl.read_parquet(paths.model_oof("convnext", c)) for c in CONVNEXT_WRONG]
     allrows = pl.concat(oofs)
     solution = allrows.select("row_id", pl.col("label").cast(pl.Int64))
-    submission = allrows.select("row_id", pl.col("prob_normal_mild").alias("normal_mild"),
-                                pl.col("prob_moderate").alias("moderate"),
-                                pl.col("prob_severe").alias("severe"))
+    submission = allrows.select(
+        "row_id",
+        pl.col("prob_normal_mild").alias("normal_mild"),
+        pl.col("prob_moderate").alias("moderate"),
+        pl.col("prob_severe").alias("severe"),
+    )
     direct = competition_score(solution, submission)
     got = result.competition["convnext"]
     assert got["score"] == pytest.approx(direct["score"])
@@ -201,12 +232,14 @@ def test_champions_tie_broken_by_macs(report):
 
 
 def test_choose_champions_direct():
-    df = pl.DataFrame({
-        "arch": ["convnext", "resnet", "swin", "convnext", "resnet"],
-        "category": ["scs", "scs", "scs", "nfs", "nfs"],
-        "macro_recall": [0.70, 0.70, 0.69, 0.50, 0.55],
-        "macs": [900, 400, 100, 1, 2],
-    })
+    df = pl.DataFrame(
+        {
+            "arch": ["convnext", "resnet", "swin", "convnext", "resnet"],
+            "category": ["scs", "scs", "scs", "nfs", "nfs"],
+            "macro_recall": [0.70, 0.70, 0.69, 0.50, 0.55],
+            "macs": [900, 400, 100, 1, 2],
+        }
+    )
     chosen = choose_champions(df)
     assert chosen["scs"]["arch"] == "resnet"
     assert chosen["nfs"]["arch"] == "resnet"
@@ -216,19 +249,19 @@ def test_loss_table_best_run_per_loss(report):
     result, _ = report
     table = result.loss_table
     assert table.select("arch", "loss", "run_id", "n_runs").rows() == [
-        ("convnext", "focal", "r3", 1), ("convnext", "weighted_ce", "r2", 2)
+        ("convnext", "focal", "r3", 1),
+        ("convnext", "weighted_ce", "r2", 2),
     ]
     assert "72.00 %" in result.markdown_path.read_text()
 
 
 def test_given_champions_and_one_category_missing(tmp_path):
-    models = tmp_path / "models"
+    models = Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw")
     write_partition(models, "convnext", "scs", CONVNEXT_WRONG["scs"], MACS["convnext"])
     write_partition(models, "convnext", "nfs", CONVNEXT_WRONG["nfs"], MACS["convnext"])
     champions = {"scs": {"arch": "convnext", "version": "7", "macro_recall": 0.9, "macs": 2_000_000_000}}
     rsna = {"kind": "rsna", "fingerprint": "f0", "n_studies": 1975}
-    result = build_report(models, tmp_path / "out", dataset_info=rsna,
-                          champions=champions, archs=("convnext",))
+    result = report_of(models, archs=("convnext",), dataset=rsna, champions=champions)
     assert result.competition == {}
     assert result.missing == [("convnext", "sbs")]
     md = result.markdown_path.read_text()
@@ -241,12 +274,13 @@ def test_given_champions_and_one_category_missing(tmp_path):
 
 
 def test_competition_fills_unpredicted_rows_with_prior(tmp_path):
-    models = tmp_path / "models"
+    models = Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw")
     for cat, wrong in CONVNEXT_WRONG.items():
         write_partition(models, "convnext", cat, wrong, MACS["convnext"])
-    oofs = {c: pl.read_parquet(models / "convnext" / c / "oof.parquet") for c in CONVNEXT_WRONG}
-    labels = pl.concat([df.select("study_id", "row_id", pl.col("label").cast(pl.Int64))
-                        for df in oofs.values()])
+    oofs = {c: pl.read_parquet(models.model_oof("convnext", c)) for c in CONVNEXT_WRONG}
+    labels = pl.concat(
+        [df.select("study_id", "row_id", pl.col("label").cast(pl.Int64)) for df in oofs.values()]
+    )
     dropped = "101_spinal_canal_stenosis_l1_l2"
     label_of_dropped = labels.filter(pl.col("row_id") == dropped)["label"][0]
     oofs["scs"] = oofs["scs"].filter(pl.col("row_id") != dropped)
@@ -256,41 +290,48 @@ def test_competition_fills_unpredicted_rows_with_prior(tmp_path):
     counts = np.bincount(oofs["scs"]["label"].to_numpy(), minlength=3)
     prior = counts / counts.sum()
     allrows = pl.concat(list(oofs.values()))
-    submission = pl.concat([
-        allrows.select("row_id", pl.col("prob_normal_mild").alias("normal_mild"),
-                       pl.col("prob_moderate").alias("moderate"), pl.col("prob_severe").alias("severe")),
-        pl.DataFrame({"row_id": [dropped], "normal_mild": [prior[0]], "moderate": [prior[1]],
-                      "severe": [prior[2]]}),
-    ])
+    submission = pl.concat(
+        [
+            allrows.select(
+                "row_id",
+                pl.col("prob_normal_mild").alias("normal_mild"),
+                pl.col("prob_moderate").alias("moderate"),
+                pl.col("prob_severe").alias("severe"),
+            ),
+            pl.DataFrame(
+                {"row_id": [dropped], "normal_mild": [prior[0]], "moderate": [prior[1]], "severe": [prior[2]]}
+            ),
+        ]
+    )
     expected = competition_score(labels.select("row_id", "label"), submission)["score"]
     assert got["score"] == pytest.approx(expected)
     assert label_of_dropped is not None
 
 
 def test_bad_partition_names_the_file(tmp_path):
-    models = tmp_path / "models"
+    models = Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw")
     write_partition(models, "convnext", "scs", (0, 0, 0), 1)
-    oof_path = models / "convnext" / "scs" / "oof.parquet"
+    oof_path = models.model_oof("convnext", "scs")
     pl.read_parquet(oof_path).drop("prob_severe").write_parquet(oof_path)
     with pytest.raises(ValueError, match=r"oof\.parquet.*prob_severe"):
         load_partition(models, "convnext", "scs")
     with pytest.raises(ValueError, match="oof.parquet"):
-        build_report(models, tmp_path / "out", dataset_info=DATASET)
-    assert not (tmp_path / "out" / "evaluation.md").exists()
+        report_of(models, dataset=DATASET)
+    assert not models.report_markdown.exists()
 
     write_partition(models, "resnet", "nfs", (0, 0, 0), 1)
-    (models / "resnet" / "nfs" / "summary.json").write_text(json.dumps({"arch": "swin", "category": "nfs"}))
+    models.model_summary("resnet", "nfs").write_text(json.dumps({"arch": "swin", "category": "nfs"}))
     with pytest.raises(ValueError, match="summary.json.*arch"):
         load_partition(models, "resnet", "nfs")
 
 
 def test_bad_dataset_info(tmp_path):
     with pytest.raises(ValueError, match="kind"):
-        build_report(tmp_path, tmp_path / "out", dataset_info={"kind": "toy"})
+        report_of(Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw"), dataset={"kind": "toy"})
 
 
 def test_empty_grid_still_reports(tmp_path):
-    result = build_report(tmp_path / "models", tmp_path / "out", dataset_info=DATASET)
+    result = report_of(Paths(data_dir=tmp_path, raw_dir=tmp_path / "raw"), dataset=DATASET)
     assert result.metrics.is_empty() and len(result.missing) == 9
     assert result.markdown_path.is_file() and result.plot_paths == []
     assert "No trained partition found." in result.markdown_path.read_text()
