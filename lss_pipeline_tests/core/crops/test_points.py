@@ -385,3 +385,120 @@ def test_points_without_the_needed_columns_fail_clearly(shuffled_sagittal):
         )
     with pytest.raises(ValueError, match="slices"):
         crop_points(_points([]), meta, raw, crop_mm=8, crop_px=8, slices=4)
+
+
+# ------------------------------------------------------------------ synthetic studies, site variants
+
+# Small images, exact clicks; the demo protocol (site None) and each site as it exports and
+# flipped with its instance order the other way round.
+LANDMARK_CROP = {"crop_mm": 40.0, "crop_px": 64, "slices": 5}
+
+
+def _synthetic_tasks(root) -> list:
+    from dataclasses import replace
+
+    from lss_pipeline.core.synth import SITE_PROFILES
+    from lss_pipeline.core.synth.grades import CELLS
+    from lss_pipeline.core.synth.options import SynthOptions
+    from lss_pipeline.core.synth.study import StudyTask
+
+    options = SynthOptions(rows=96, annotation_jitter_mm=0.0, label_noise=0.0, blank_rate=0.0)
+    profiles = [None, None, *(p for site in SITE_PROFILES for p in (
+        site, replace(site, flip_rate=1.0, reverse_rate=1 - site.reverse_rate)))]  # fmt: skip
+    rng = np.random.default_rng(7)
+    tasks = []
+    for k, profile in enumerate(profiles):
+        study_id = 2_000_000 + k
+        true = [int(v) for v in rng.integers(0, 3, len(CELLS))]
+        ids = {d: study_id * 10 + j for j, d in enumerate(("Sagittal T1", "Sagittal T2/STIR", "Axial T2"), 1)}
+        tasks.append(StudyTask(study_id, "train", ids, 0, (0, study_id, 7919), true, true, [], options,
+                               str(root), profile))  # fmt: skip
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def synthetic_crops(tmp_path_factory):
+    """Studies written by the synthetic generator, cropped at their label points from the DICOMs."""
+    from lss_pipeline.core.dicom.scan import scan_files
+    from lss_pipeline.core.synth.study import plan_study, render_study
+
+    root = tmp_path_factory.mktemp("synthetic_sites")
+    plans, rows = {}, []
+    for task in _synthetic_tasks(root):
+        result = render_study(task)
+        plans[task.study_id] = (task, plan_study(task))
+        for study_id, series_id, number, cond, level, x, y in result.coordinates:
+            rows.append({"study_id": study_id, "series_id": series_id, "instance_number": number,
+                         "x": x, "y": y, "condition": cond, "level": level})  # fmt: skip
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.dcm"))
+    metadata, quarantine = scan_files(files, root, workers=1)
+    assert quarantine.height == 0
+    metadata = metadata.with_columns(pl.lit(None, pl.Utf8).alias("series_description"))
+    out = crop_points(pl.DataFrame(rows), metadata, root, **LANDMARK_CROP)
+    return plans, out
+
+
+@pytest.mark.slow
+def test_every_crop_of_every_variant_lands_on_its_structure(synthetic_crops):
+    """Each crop's centre is in the tissue it grades (canal and recess CSF, foraminal fat) of the
+    phantom the study was drawn from; on the crop itself the canal measured across its width
+    (antero-posterior in the crop frame) follows the phantom's canal, whatever the series' storage:
+    oblique, flipped, reversed, non-square, overlapping axial stacks, 8 transfer syntaxes."""
+    # A crop frame that swapped or mirrored axes would measure the canal's cranio-caudal extent
+    # or miss it; a wrong stack or slice order would put the centre off the structure.
+    from lss_pipeline.core.constants import CONDITION_CATEGORY
+    from lss_pipeline.core.synth.anatomy import CSF, FAT
+    from lss_pipeline.core.synth.measures import canal_ap_mm
+    from lss_pipeline.core.synth.phantom import Phantom
+
+    plans, out = synthetic_crops
+    assert out.skipped.height == 0, out.skipped.head().to_dicts()
+    expected_tissue = {"scs": CSF, "nfs": FAT, "sbs": CSF}
+    phantoms = {
+        sid: Phantom(plan.geometry, voxel_mm=task.options.voxel_mm) for sid, (task, plan) in plans.items()
+    }
+    step = LANDMARK_CROP["crop_mm"] / LANDMARK_CROP["crop_px"]
+    centre = (LANDMARK_CROP["crop_px"] - 1) / 2
+    checked = {"scs": 0, "nfs": 0, "sbs": 0}
+    canal = []
+    for row in out.index.iter_rows(named=True):
+        category = CONDITION_CATEGORY[row["condition"]]
+        point = np.array([row["point_x_mm"], row["point_y_mm"], row["point_z_mm"]])
+        tissue = phantoms[row["study_id"]].tissue_at(point)
+        assert tissue == expected_tissue[category], (row["study_id"], row["condition"], row["level"], tissue)
+        checked[category] += 1
+        if category == "scs":
+            _, plan = plans[row["study_id"]]
+            expected = plan.geometry.canal_ap * plan.geometry.scale(row["condition"], row["level"])
+            middle = out.crops[row["crop_index"], LANDMARK_CROP["slices"] // 2].astype(np.float32)
+            measured = canal_ap_mm(middle, centre, centre, (step, step))
+            # Bilinear upsampling of coarse pixels (~3 mm here) blurs the canal's edges by up
+            # to about a source pixel; the phantom's own test allows 2.5 pixels on the file.
+            source_mm = max(row["pixel_spacing_row"], row["pixel_spacing_col"])
+            assert abs(measured - expected) <= 1.5 * source_mm + 1.0, (
+                row["study_id"],
+                row["level"],
+                measured,
+            )
+            canal.append((expected, measured))
+    n = len(plans)
+    assert checked == {"scs": 5 * n, "nfs": 10 * n, "sbs": 10 * n}
+    expected, measured = np.array(canal).T
+    assert np.corrcoef(expected, measured)[0, 1] > 0.85
+
+
+@pytest.mark.slow
+def test_left_points_lie_on_the_patients_left_in_every_variant(synthetic_crops):
+    """LPS x of each crop centre: left foramen and recess > canal > right ones, whatever the storage."""
+    _, out = synthetic_crops
+    x = {
+        (r["study_id"], r["condition"], r["level"]): r["point_x_mm"] for r in out.index.iter_rows(named=True)
+    }
+    for (study, condition, level), canal_x in x.items():
+        if condition != "Spinal Canal Stenosis":
+            continue
+        for kind in ("Neural Foraminal Narrowing", "Subarticular Stenosis"):
+            assert x[(study, f"Left {kind}", level)] > canal_x > x[(study, f"Right {kind}", level)], (
+                study,
+                level,
+            )
