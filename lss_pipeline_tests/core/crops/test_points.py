@@ -435,7 +435,7 @@ def synthetic_crops(tmp_path_factory):
     assert quarantine.height == 0
     metadata = metadata.with_columns(pl.lit(None, pl.Utf8).alias("series_description"))
     out = crop_points(pl.DataFrame(rows), metadata, root, **LANDMARK_CROP)
-    return plans, out
+    return plans, out, metadata
 
 
 @pytest.mark.slow
@@ -451,7 +451,7 @@ def test_every_crop_of_every_variant_lands_on_its_structure(synthetic_crops):
     from lss_pipeline.core.synth.measures import canal_ap_mm
     from lss_pipeline.core.synth.phantom import Phantom
 
-    plans, out = synthetic_crops
+    plans, out, _ = synthetic_crops
     assert out.skipped.height == 0, out.skipped.head().to_dicts()
     expected_tissue = {"scs": CSF, "nfs": FAT, "sbs": CSF}
     phantoms = {
@@ -490,7 +490,7 @@ def test_every_crop_of_every_variant_lands_on_its_structure(synthetic_crops):
 @pytest.mark.slow
 def test_left_points_lie_on_the_patients_left_in_every_variant(synthetic_crops):
     """LPS x of each crop centre: left foramen and recess > canal > right ones, whatever the storage."""
-    _, out = synthetic_crops
+    _, out, _ = synthetic_crops
     x = {
         (r["study_id"], r["condition"], r["level"]): r["point_x_mm"] for r in out.index.iter_rows(named=True)
     }
@@ -502,3 +502,25 @@ def test_left_points_lie_on_the_patients_left_in_every_variant(synthetic_crops):
                 study,
                 level,
             )
+
+
+@pytest.mark.slow
+def test_stacks_found_from_the_tags_are_the_stacks_the_generator_wrote(synthetic_crops):
+    """Per-level, overlapping per-level, contiguous and two parallel overlapping axial stacks,
+    and every sagittal series: the same partition of instances as the generator's."""
+    from lss_pipeline.core.crops.stacks import assign_stacks
+
+    plans, _, metadata = synthetic_crops
+    stacks = assign_stacks(metadata)
+    layouts = set()
+    for task, plan in plans.values():
+        for description, layout in plan.series.items():
+            rows = stacks.filter(pl.col("series_id") == task.series_ids[description])
+            found = dict(zip(rows["instance_number"], rows["stack_id"]))
+            pairs = {(truth, found[number]) for number, truth in zip(layout.numbers, layout.stacks)}
+            assert len(pairs) == len(set(layout.stacks)) == rows["stack_id"].n_unique(), (
+                task.study_id,
+                description,
+            )
+            layouts.add(task.site.axial_layout if task.site else "plain")
+    assert layouts == {"plain", "per_level", "per_level_overlap", "contiguous", "two_stacks"}
