@@ -66,7 +66,7 @@ def deterministic_uid(seed: int, *parts: object) -> UID:
 class StudyTags:
     study_id: int
     seed: int
-    site: int
+    site: str  # e.g. "Site 3": InstitutionName is "Synthetic Site 3"
 
     @property
     def study_uid(self) -> str:
@@ -129,7 +129,7 @@ def encode_instance(
     ds.FrameOfReferenceUID = study.frame_uid
     ds.Modality = "MR"
     ds.Manufacturer = "lss_pipeline synthetic phantom"
-    ds.InstitutionName = f"Synthetic Site {study.site}"
+    ds.InstitutionName = f"Synthetic {study.site}"
     ds.StudyDate = "20200101"
     ds.StudyID = str(study.study_id % 100000)
     for key, value in study.fake_phi().items():

@@ -58,7 +58,8 @@ class SiteProfile:
 
     def scaled(self, matrix: tuple[int, int], rows: int) -> tuple[int, int]:
         """A matrix at the synthetic set's scale (``rows`` = the plain set's image side)."""
-        return tuple(max(16, int(round(m * rows / FULL_MATRIX))) for m in matrix)  # type: ignore[return-value]
+        # At least 32 px: the JPEG 2000 encoder needs that many for its 6 resolution levels.
+        return tuple(max(32, int(round(m * rows / FULL_MATRIX))) for m in matrix)  # type: ignore[return-value]
 
 
 # One site per transfer syntax; the other habits are spread so that every kind of variety

@@ -29,7 +29,7 @@ from lss_pipeline.core.synth.series import (
     varied_axial,
     varied_sagittal,
 )
-from lss_pipeline.core.synth.sites import SITE_PROFILES, SiteProfile
+from lss_pipeline.core.synth.sites import SiteProfile
 
 SERIES_OF_CATEGORY = {"scs": "Sagittal T2/STIR", "nfs": "Sagittal T1", "sbs": "Axial T2"}
 SERIES_DESCRIPTIONS_IN_ORDER = ("Sagittal T1", "Sagittal T2/STIR", "Axial T2")
@@ -222,8 +222,8 @@ def render_study(task: StudyTask) -> StudyResult:
     plan = plan_study(task)
     rng, faults = plan.rng, plan.faults
     phantom = Phantom(plan.geometry, voxel_mm=o.voxel_mm)
-    site_number = SITE_PROFILES.index(task.site) + 1 if task.site else int(task.study_id % 8) + 1
-    study = StudyTags(task.study_id, task.seed, site=site_number)
+    site_name = task.site.name if task.site else f"Site {task.study_id % 8 + 1}"
+    study = StudyTags(task.study_id, task.seed, site=site_name)
     syntax = task.site.transfer_syntax if task.site else "explicit_le"
     images_dir = TRAIN_IMAGES if task.split == "train" else TEST_IMAGES
     study_dir = Path(task.root) / images_dir / str(task.study_id)
