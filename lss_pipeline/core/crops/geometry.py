@@ -179,3 +179,40 @@ def stack_normal(normals: np.ndarray) -> np.ndarray:
     normals = unit(np.asarray(normals, dtype=np.float64).reshape(-1, 3))
     signs = np.where(normals @ normals[0] < 0, -1.0, 1.0)
     return unit((normals * signs[:, None]).mean(axis=0))
+
+
+def nearest_slices(series: pl.DataFrame, points: np.ndarray) -> pl.DataFrame:
+    """Where patient points (n, 3) fall in one series: per point, the slice nearest along its
+    own normal among the slices whose image contains the point's projection.
+
+    ``series``: ``dicom_metadata`` rows of one series (any number of stacks). Returns one row
+    per point: ``instance_number`` (null when no slice's image contains the point), ``x``,
+    ``y`` (pixel column and row on that slice) and ``distance_mm`` (signed, along the slice
+    normal). Carries a level found on one series into another (e.g. sagittal -> axial), and
+    picks the right stack of a multi-stack axial series by construction.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    ipp = series.select(IPP_COLUMNS).to_numpy().astype(np.float64)  # (s, 3)
+    row = unit(series.select(IOP_ROW_COLUMNS).to_numpy().astype(np.float64))
+    col = unit(series.select(IOP_COL_COLUMNS).to_numpy().astype(np.float64))
+    normal = unit(np.cross(row, col))
+    d = pts[:, None, :] - ipp[None, :, :]  # (n, s, 3)
+    x = np.einsum("nsk,sk->ns", d, row) / series["pixel_spacing_col"].to_numpy()
+    y = np.einsum("nsk,sk->ns", d, col) / series["pixel_spacing_row"].to_numpy()
+    dist = np.einsum("nsk,sk->ns", d, normal)
+    inside = (x >= -0.5) & (x <= series["columns"].to_numpy() - 0.5)
+    inside &= (y >= -0.5) & (y <= series["rows"].to_numpy() - 0.5)
+    score = np.where(inside, np.abs(dist), np.inf)
+    best = np.argmin(score, axis=1) if series.height else np.zeros(len(pts), dtype=np.int64)
+    found = np.isfinite(score[np.arange(len(pts)), best]) if series.height else np.zeros(len(pts), dtype=bool)
+    pick = np.arange(len(pts))
+    numbers = series["instance_number"].to_numpy()
+    return pl.DataFrame(
+        {
+            "instance_number": [int(numbers[b]) if ok else None for b, ok in zip(best, found)],
+            "x": [float(x[i, b]) if ok else None for i, b, ok in zip(pick, best, found)],
+            "y": [float(y[i, b]) if ok else None for i, b, ok in zip(pick, best, found)],
+            "distance_mm": [float(dist[i, b]) if ok else None for i, b, ok in zip(pick, best, found)],
+        },
+        schema={"instance_number": pl.Int64, "x": pl.Float64, "y": pl.Float64, "distance_mm": pl.Float64},
+    )

@@ -136,3 +136,38 @@ def test_slice_geometry_rejects_bad_orientation_and_spacing():
         SliceGeometry.from_row({**row, "iop_col_x": 0.0, "iop_col_y": 1.0, "pixel_spacing_row": 0.0})
     with pytest.raises(ValueError, match="a/b/1.dcm"):
         SliceGeometry.from_row({**row, "ipp_x": None})
+
+
+def _axial_series(stacks: list[tuple[np.ndarray, float, float]]) -> pl.DataFrame:
+    """Axial slices (64 x 64, 1 mm) through ``(centre_z, tilt_deg)`` per stack, 4 slices 4 mm apart."""
+    rows, number = [], 0
+    for z0, tilt_deg in stacks:
+        t = np.deg2rad(tilt_deg)
+        r, c = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(t), -np.sin(t)])
+        n = np.cross(r, c)
+        for k in range(4):
+            number += 1
+            centre = np.array([0.0, 0.0, z0]) + (k - 1.5) * 4.0 * n
+            ipp = centre - 31.5 * r - 31.5 * c
+            rows.append({
+                "instance_number": number, "rows": 64, "columns": 64, "pixel_spacing_row": 1.0,
+                "pixel_spacing_col": 1.0, "ipp_x": ipp[0], "ipp_y": ipp[1], "ipp_z": ipp[2],
+                "iop_row_x": r[0], "iop_row_y": r[1], "iop_row_z": r[2],
+                "iop_col_x": c[0], "iop_col_y": c[1], "iop_col_z": c[2],
+            })  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_nearest_slices_picks_the_stack_and_slice_a_point_falls_in():
+    from lss_pipeline.core.crops.geometry import nearest_slices
+
+    series = _axial_series([(0.0, 0.0), (40.0, 15.0)])  # instances 1-4 around z 0, 5-8 tilted around z 40
+    out = nearest_slices(
+        series, np.array([[2.0, -3.0, 2.5], [0.0, 0.0, 40.0 + 6.2], [0.0, 0.0, 400.0], [0, 90.0, 0]])
+    )
+    first, second, far, outside = out.rows(named=True)
+    assert first["instance_number"] == 3 and first["distance_mm"] == pytest.approx(0.5)
+    assert (first["x"], first["y"]) == pytest.approx((33.5, 28.5))
+    assert second["instance_number"] in (7, 8) and abs(second["distance_mm"]) <= 2.0 + 1e-9
+    assert far["distance_mm"] > 300  # a slice is still named: the caller judges the distance
+    assert outside["instance_number"] is None and outside["x"] is None

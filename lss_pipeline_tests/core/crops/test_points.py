@@ -524,3 +524,28 @@ def test_stacks_found_from_the_tags_are_the_stacks_the_generator_wrote(synthetic
             )
             layouts.add(task.site.axial_layout if task.site else "plain")
     assert layouts == {"plain", "per_level", "per_level_overlap", "contiguous", "two_stacks"}
+
+
+@pytest.mark.slow
+def test_a_canal_point_carried_into_the_axial_series_lands_on_its_levels_stack(synthetic_crops):
+    """What grading an unlabelled study does: a level found on the sagittal series, carried through
+    patient space (``geometry.nearest_slices``), picks the axial slice of that level, in the right
+    stack of a multi-stack series, within half a slice step."""
+    from lss_pipeline.core.crops.geometry import nearest_slices
+
+    plans, out, metadata = synthetic_crops
+    n_levelled = 0
+    for study_id, (task, plan) in plans.items():
+        layout = plan.series["Axial T2"]
+        level_of = dict(zip(layout.numbers, layout.levels))
+        axial = metadata.filter(pl.col("series_id") == task.series_ids["Axial T2"])
+        canal = out.index.filter(
+            (pl.col("study_id") == study_id) & (pl.col("condition") == "Spinal Canal Stenosis")
+        )
+        found = nearest_slices(axial, canal.select("point_x_mm", "point_y_mm", "point_z_mm").to_numpy())
+        for level, number, distance in zip(canal["level"], found["instance_number"], found["distance_mm"]):
+            assert number is not None and abs(distance) <= 2.5, (study_id, level, distance)
+            if level_of[number] is not None:  # stacks drawn per level name theirs
+                assert level_of[number] == level, (study_id, level, level_of[number])
+                n_levelled += 1
+    assert n_levelled >= 5 * 8
