@@ -12,6 +12,7 @@
    geometry), on the same decoded slices and points: the price of a flip-proof crop.
 
     .venv/bin/python benchmarks/bench_crops.py --studies 8 --out /tmp/lss_bench_crops
+    .venv/bin/python benchmarks/bench_crops.py --studies 24 --sites 8 --out /tmp/lss_bench_sites
     .venv/bin/python benchmarks/bench_crops.py --raw-dir data/raw        # an existing RSNA folder
 """
 
@@ -158,6 +159,9 @@ def main() -> None:
         "--raw-dir", type=Path, help="existing RSNA folder (default: generate a synthetic one)"
     )
     parser.add_argument("--studies", type=int, default=8)
+    parser.add_argument(
+        "--sites", type=int, default=0, help="synthetic site variety (0: the plain demo protocol)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/lss_bench_crops"))
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
@@ -172,7 +176,7 @@ def main() -> None:
 
         raw_dir = args.out / "raw"
         if not (raw_dir / constants.TRAIN_CSV).exists():
-            generate_dataset(raw_dir, n_studies=args.studies, seed=args.seed)
+            generate_dataset(raw_dir, n_studies=args.studies, seed=args.seed, sites=args.sites)
     paths = Paths(data_dir=args.out / "data", raw_dir=raw_dir)
     metadata, _ = scan_dicom_folder(paths)
     labels, _ = build_labels(paths)
