@@ -66,7 +66,9 @@ class TrainingConfig(Config):
     seed: int = 42
     augment: bool = True
     flip_merge: bool = False
-    pretrained_path: str = ""  # a local state-dict file; nothing is downloaded
+    # none | timm (timm's own weights: the Hugging Face hub, or its local cache when HF_HUB_OFFLINE=1)
+    # | a weights file; empty: the profile's (demo: none, full: timm)
+    pretrained: str = ""
 
 
 @asset(
@@ -102,7 +104,11 @@ def trained_model(
     keys = context.partition_key.keys_by_dimension
     arch, category = keys["arch"], keys["category"]
     profile_values = dict(
-        timm_name=config.timm_name, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size
+        timm_name=config.timm_name,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        pretrained=config.pretrained,
     )
     train_config = TrainConfig.from_profile(
         cfg.profile_name,
@@ -115,7 +121,6 @@ def trained_model(
         seed=config.seed,
         augment=config.augment,
         flip_merge=config.flip_merge,
-        pretrained_path=config.pretrained_path or None,
         device=compute.device,
         precision=compute.precision,
         channels_last=compute.channels_last if compute.device != "cpu" else None,

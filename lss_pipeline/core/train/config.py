@@ -10,6 +10,7 @@ from lss_pipeline.core.constants import CATEGORIES
 from lss_pipeline.core.settings import PROFILES
 from lss_pipeline.core.train.augment import FLIP_AXIS_BY_CATEGORY
 from lss_pipeline.core.train.losses import LOSS_NAMES
+from lss_pipeline.core.train.pretrained import validate_spec
 
 WEIGHT_SCHEMES: tuple[str, ...] = ("inverse_frequency", "effective_number", "competition", "none")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -40,7 +41,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
     channels_last: bool | None = None  # None: on CUDA only
     num_workers: int = 0
-    pretrained_path: str | None = None
+    pretrained: str = "none"  # none | timm (timm's weights: hub or local cache) | a weights file
     flip_merge: bool = False  # mirror right-side crops to look left (nfs, sbs)
     augment: bool = True
     max_train_batches: int | None = None  # cap per epoch, for tests
@@ -58,6 +59,7 @@ class TrainConfig:
             epochs=prof.epochs,
             batch_size=prof.batch_size,
             lr=prof.lr,
+            pretrained=prof.pretrained,
         )
         return cls(**{**base, **overrides})
 
@@ -81,6 +83,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.val_fold < 0:
             raise ValueError(f"val_fold must be >= 0, got {self.val_fold}")
+        validate_spec(self.pretrained)
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("lr must be > 0, warmup_epochs >= 0, min_lr_ratio in [0, 1]")
 

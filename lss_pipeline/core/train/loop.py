@@ -114,7 +114,7 @@ class _Fold:
             config.in_chans,
             len(CLASS_NAMES),
             img_size=config.crop_px,
-            pretrained_path=config.pretrained_path,
+            pretrained=config.pretrained,
         )
         self.params = count_parameters(model)
         self.macs = count_macs(model, (1, config.in_chans, config.crop_px, config.crop_px))

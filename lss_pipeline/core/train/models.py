@@ -1,6 +1,7 @@
 """Model factory: timm models by name with ``in_chans`` = slices and 3 severity classes.
 
-Pretrained weights come only from a local file (no hub downloads at run time).
+Weights start at random (``pretrained="none"``), from timm's own pretrained weights (``"timm"``:
+the Hugging Face hub and its local cache, see ``pretrained.py``) or from a local file.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ import copy
 import logging
 import os
 import warnings
-from pathlib import Path
-from typing import Any
 
 import timm
 import torch
@@ -18,6 +17,13 @@ from torch import nn
 
 from lss_pipeline.core.constants import ARCHITECTURES, CLASS_NAMES
 from lss_pipeline.core.settings import PROFILES
+from lss_pipeline.core.train.pretrained import (
+    PRETRAINED_NONE,
+    PRETRAINED_TIMM,
+    load_pretrained,
+    load_timm_pretrained,
+    timm_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,118 +87,30 @@ def create_model(
     in_chans: int,
     num_classes: int = len(CLASS_NAMES),
     img_size: int | None = None,
-    pretrained_path: str | os.PathLike | None = None,
+    pretrained: str | os.PathLike = PRETRAINED_NONE,
     *,
     profile: str = "demo",
 ) -> nn.Module:
-    """Build a timm model (random init, or weights from ``pretrained_path``).
+    """Build a timm model: random init (``"none"``), timm's pretrained weights (``"timm"``) or a file.
 
-    ``img_size`` is passed to models that need it (Swin, ViT); CNNs ignore it.
+    ``img_size`` is passed to models that need it (Swin, ViT); CNNs ignore it. Pretrained weights
+    have their RGB first conv adapted to ``in_chans`` and their classifier head left at init.
     """
     name = resolve_timm_name(arch_or_timm_name, profile)
     base_name, extra_kwargs = MODEL_ALIASES.get(name, (name, {}))
     kwargs = dict(extra_kwargs, in_chans=in_chans, num_classes=num_classes)
     if not timm.is_model(base_name):
         raise ValueError(f"unknown model name {name!r}: not a timm model nor one of {sorted(MODEL_ALIASES)}")
-    if img_size is not None:
-        try:
-            model = timm.create_model(base_name, pretrained=False, img_size=img_size, **kwargs)
-        except TypeError as exc:
-            # CNNs take any input size and have no img_size argument.
-            if "img_size" not in str(exc):
-                raise
-            model = timm.create_model(base_name, pretrained=False, **kwargs)
-    else:
-        model = timm.create_model(base_name, pretrained=False, **kwargs)
-    if pretrained_path is not None:
-        load_pretrained(model, pretrained_path)
-    return CropClassifier(model)
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path}")
-    state: Any
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    # Unwrap the usual containers (our best.pt uses "model").
-    for key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    # Our own checkpoints hold a CropClassifier: its backbone keys are the timm keys.
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-
-
-def adapt_conv_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """RGB first-conv weight (O, 3, k, k) -> (O, in_chans, k, k).
-
-    Each new channel gets the sum of the RGB kernels divided by ``in_chans``: a gray image
-    repeated over the channels then gives the same activation as the RGB model saw.
-    """
-    summed = weight.float().sum(dim=1, keepdim=True)
-    return (summed.repeat(1, in_chans, *([1] * (weight.ndim - 2))) / in_chans).to(weight.dtype)
-
-
-def load_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
-    """Load a local state dict into ``model``; returns the model keys left at random init.
-
-    The first conv is adapted when the file has 3 input channels and the model another
-    count; the classifier head is dropped when its shape differs. Any other shape
-    mismatch is an error naming the key.
-    """
-    path = Path(path)
-    if isinstance(model, CropClassifier):
-        model = model.backbone
-    state = _read_state_dict(path)
-    own = model.state_dict()
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    classifier = cfg.get("classifier")
-    head_prefixes = (
-        tuple(classifier) if isinstance(classifier, (list, tuple)) else ((classifier,) if classifier else ())
-    )
-    first_conv = cfg.get("first_conv")
-    first_convs = (
-        tuple(first_conv) if isinstance(first_conv, (list, tuple)) else ((first_conv,) if first_conv else ())
-    )
-    filtered: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key not in own:
-            continue
-        target = own[key]
-        if value.shape == target.shape:
-            filtered[key] = value
-        elif any(key.startswith(prefix) for prefix in head_prefixes):
-            log.info(
-                "dropping head weight %s: %s in file, %s in model",
-                key,
-                tuple(value.shape),
-                tuple(target.shape),
-            )
-        elif (
-            value.ndim == 4
-            and value.shape[1] == 3
-            and value.shape[0] == target.shape[0]
-            and value.shape[2:] == target.shape[2:]
-            and any(key.startswith(p) for p in first_convs)
-        ):
-            filtered[key] = adapt_conv_weight(value, target.shape[1])
-        else:
+    model = timm_model(base_name, img_size, **kwargs)
+    if str(pretrained) == PRETRAINED_TIMM:
+        if name in MODEL_ALIASES:
             raise ValueError(
-                f"{path}: weight {key!r} has shape {tuple(value.shape)}, model needs {tuple(target.shape)}"
+                f"{name!r} is a resized timm model: timm has no weights for it (use none or a file)"
             )
-    if not filtered:
-        raise ValueError(f"{path}: no weight matches the model {type(model).__name__}")
-    result = model.load_state_dict(filtered, strict=False)
-    missing = list(result.missing_keys)
-    if missing:
-        log.info("%d model weights not in %s (left at init): %s", len(missing), path, missing[:5])
-    return missing
+        load_timm_pretrained(model, base_name, img_size)
+    elif str(pretrained) != PRETRAINED_NONE:
+        load_pretrained(model, pretrained)
+    return CropClassifier(model)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

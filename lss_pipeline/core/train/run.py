@@ -165,9 +165,7 @@ def _fold(
         and summary_path.is_file()
         and tracking.run_status(finished_run) == "FINISHED"
     ):
-        log.info(
-            f"{config.arch}/{config.category} fold {k}: finished by an earlier attempt; reloading it"
-        )
+        log.info(f"{config.arch}/{config.category} fold {k}: finished by an earlier attempt; reloading it")
         return train_fold(plan, log=log)
 
     resume_run = plan.mlflow_run_id if plan.resume is not None else None

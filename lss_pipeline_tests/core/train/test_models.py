@@ -3,11 +3,9 @@ import torch
 
 from lss_pipeline.core.settings import PROFILES
 from lss_pipeline.core.train.models import (
-    adapt_conv_weight,
     count_macs,
     count_parameters,
     create_model,
-    load_pretrained,
     resolve_timm_name,
 )
 
@@ -39,37 +37,6 @@ def test_count_macs_counts_multiply_adds_not_flops():
     # ResNet-18 at 224x224x3 is 1.82 G multiply-adds (3.6 GFLOPs if each counted twice).
     model = create_model("resnet18", in_chans=3, num_classes=1000)
     assert count_macs(model, (1, 3, 224, 224)) / 1e9 == pytest.approx(1.82, rel=0.02)
-
-
-def test_pretrained_from_local_file_adapts_first_conv_and_drops_head(tmp_path):
-    torch.manual_seed(1)
-    rgb = create_model("resnet18", in_chans=3, num_classes=1000)
-    path = tmp_path / "resnet18_rgb.pth"
-    torch.save(rgb.state_dict(), path)
-
-    torch.manual_seed(2)
-    fresh_fc = create_model("resnet18", in_chans=5, num_classes=3).backbone.fc.weight.detach().clone()
-    torch.manual_seed(2)
-    model = create_model("resnet18", in_chans=5, num_classes=3, pretrained_path=path).backbone
-    rgb = rgb.backbone
-
-    torch.testing.assert_close(model.conv1.weight, adapt_conv_weight(rgb.conv1.weight, 5))
-    # A gray image repeated on every channel gives the RGB model's first-conv response.
-    torch.testing.assert_close(model.conv1.weight.sum(1), rgb.conv1.weight.sum(1))
-    torch.testing.assert_close(model.layer3[0].conv1.weight, rgb.layer3[0].conv1.weight)
-    torch.testing.assert_close(model.fc.weight, fresh_fc)  # head left at its init
-
-
-def test_pretrained_with_wrong_body_shape_is_an_error_naming_the_key(tmp_path):
-    state = create_model("resnet18", in_chans=3, num_classes=3).state_dict()
-    state["backbone.layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
-    path = tmp_path / "bad.pth"
-    torch.save({"state_dict": state}, path)
-    model = create_model("resnet18", in_chans=3, num_classes=3)
-    with pytest.raises(ValueError, match="layer1.0.conv1.weight"):
-        load_pretrained(model, path)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
-        load_pretrained(model, tmp_path / "missing.pth")
 
 
 def test_model_normalises_crops_in_unit_range_before_the_backbone():
