@@ -38,6 +38,8 @@ class Profile:
     models: dict[str, str] = field(default_factory=dict)
     # cv folds trained per model, the first n of K (None: every fold, so the OOF table covers the cv split)
     train_folds: int | None = None
+    # backbone weights: none | timm (timm's pretrained weights, hub or local HF cache) | a weights file
+    pretrained: str = "none"
 
 
 PROFILES: dict[str, Profile] = {
@@ -69,6 +71,7 @@ PROFILES: dict[str, Profile] = {
             "resnet": "resnet50",
             "swin": "swin_tiny_patch4_window7_224",
         },
+        pretrained="timm",
     ),
 }
 
