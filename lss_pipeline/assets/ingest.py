@@ -19,7 +19,7 @@ from dagster import (
 from lss_pipeline.assets._progress import log_progress
 from lss_pipeline.core.dicom import store as dicom_store
 from lss_pipeline.core.label_watch import read_label_snapshot
-from lss_pipeline.core.labels import consistency, splits
+from lss_pipeline.core.labels import anatomy, consistency, splits
 from lss_pipeline.core.labels import store as labels_store
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.resources import LssSettings
@@ -222,6 +222,53 @@ def studies_have_required_series(settings: LssSettings) -> AssetCheckResult:
             "missing_pairs": missing.height,
             "by_category": MetadataValue.json(dict(missing.group_by("category").len().iter_rows())),
             "examples": MetadataValue.md(markdown_table(missing, max_rows=10)),
+        },
+    )
+
+
+@asset_check(
+    asset="labels",
+    additional_deps=["dicom_metadata"],
+    description="Labels make anatomical sense in patient space (LPS, from dicom_metadata geometry): levels "
+    f"head to feet, {anatomy.MIN_LEVEL_SPACING_MM:g}–{anatomy.MAX_LEVEL_SPACING_MM:g} mm apart per level, "
+    "left/right points on their side of the canal mid-line, no left and right foraminal point on one "
+    f"instance, none over {anatomy.FAR_OFF_PX:g} px off the spine line. Warns with a table of offenders "
+    "(study, row, reason, measured value) for a radiologist to fix; level_crops can leave them out "
+    "(exclude_implausible_labels).",
+)
+def labels_make_anatomical_sense(settings: LssSettings) -> AssetCheckResult:
+    paths = settings.get().paths
+    try:
+        labels_df = labels_store.read_labels(paths)
+    except FileNotFoundError as err:
+        return _missing_input(err)
+    try:
+        metadata: pl.DataFrame | None = dicom_store.read_metadata(paths)[0]
+    except FileNotFoundError:
+        metadata = None  # the checks that need only the CSV still run; `skipped` says so
+    report = anatomy.check_anatomy(labels_df, metadata)
+    counts = report.counts
+    by_reason = pl.DataFrame(
+        {"reason": list(counts), "rows": list(counts.values()), "meaning": list(anatomy.REASONS.values())}
+    )
+    found = ", ".join(f"{n} {reason}" for reason, n in counts.items() if n) or "none"
+    description = (
+        f"{report.offending_rows} label rows of {report.offending_studies} studies implausible ({found})"
+    )
+    return AssetCheckResult(
+        passed=report.offenders.is_empty() and report.skipped is None,
+        # The real dataset has such rows; a radiologist fixes them, training need not stop.
+        severity=AssetCheckSeverity.WARN,
+        description=description + (f"; {report.skipped}" if report.skipped else ""),
+        metadata={
+            "points_checked": report.points,
+            "points_in_patient_space": report.points_in_patient_space,
+            "offending_rows": report.offending_rows,
+            "offending_studies": report.offending_studies,
+            **{f"offenders_{reason}": n for reason, n in counts.items()},
+            "by_reason": MetadataValue.md(markdown_table(by_reason)),
+            "offenders": MetadataValue.md(anatomy.offenders_markdown(report.offenders)),
+            **({"skipped_because": report.skipped} if report.skipped else {}),
         },
     )
 

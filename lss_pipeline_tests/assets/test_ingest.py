@@ -22,6 +22,7 @@ INGEST = [
     ingest.studies_have_required_series,
     ingest.quarantine_share_below_bound,
     ingest.folds_are_study_grouped_and_stratified,
+    ingest.labels_make_anatomical_sense,
 ]
 
 
@@ -136,3 +137,27 @@ def test_quarantine_check_fails_at_zero_of_zero(tmp_path):
     assert result.success
     evaluation = checks(result)["quarantine_share_below_bound"]
     assert not evaluation.passed and "0 of 0" in evaluation.description
+
+
+def test_anatomy_check_warns_with_a_table_of_offenders(synth_raw, built):
+    """The synthetic set's planted fault (left/right foraminal points on one instance) is listed."""
+    raw, data = built
+    faults = synth.read_manifest(raw)["faults"]
+    planted = {f["study_id"] for f in faults if f["kind"] == "lr_foraminal_same_instance"}
+    result = run(raw, data, ["labels"])
+    evaluation = checks(result)["labels_make_anatomical_sense"]
+    assert result.success and not evaluation.passed and evaluation.severity.value == "WARN"
+    meta = evaluation.metadata
+    assert meta["offenders_lr_same_instance"].value >= len(planted) > 0
+    assert meta["points_in_patient_space"].value > 0 and "skipped_because" not in meta
+    table = meta["offenders"].value
+    assert "| study_id | row_id |" in table and all(str(s) in table for s in planted)
+    assert "lr_same_instance" in evaluation.description
+
+
+def test_anatomy_check_without_dicom_metadata_runs_the_csv_only_part(synth_raw, tmp_path):
+    result = run(synth_raw, tmp_path / "data", ["labels"])
+    evaluation = checks(result)["labels_make_anatomical_sense"]
+    assert not evaluation.passed and "dicom_metadata is not built" in evaluation.description
+    assert evaluation.metadata["offenders_lr_same_instance"].value > 0
+    assert evaluation.metadata["points_in_patient_space"].value == 0

@@ -361,11 +361,16 @@ def check_anatomy(labels: pl.DataFrame, metadata: pl.DataFrame | None) -> Anatom
 
 
 def offenders_markdown(offenders: pl.DataFrame, max_rows: int | None = 500) -> str:
-    """The offender table for the UI: study, row, condition, level, reason, measured value, detail."""
+    """The offender table for the UI: study, row (its id names condition and level), instance,
+    reason, measured value and what is wrong."""
+    measured = (
+        pl.when(pl.col("unit") == "instance")
+        .then(pl.format("instance {}", pl.col("value").cast(pl.Int64)))
+        .otherwise(pl.format("{} {}", pl.col("value").round(1), pl.col("unit")))
+    )
     shown = offenders.select(
-        "study_id", "row_id", "series_id", "instance_number", "reason",
-        pl.format("{} {}", pl.col("value").round(1), pl.col("unit")).alias("measured"), "detail",
-    )  # fmt: skip
+        "study_id", "row_id", "series_id", "instance_number", "reason", measured.alias("measured"), "detail"
+    )
     return markdown_table(shown, max_rows=max_rows)
 
 
