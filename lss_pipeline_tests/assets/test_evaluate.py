@@ -9,15 +9,16 @@ from lss_pipeline.assets import evaluate
 from lss_pipeline.core.paths import Paths
 from lss_pipeline.resources import LssSettings, MLflowTracking
 from lss_pipeline_tests.conftest import write_label_files
-from lss_pipeline_tests.core.evaluate.test_report import CONVNEXT_WRONG, MACS, write_partition
+from lss_pipeline_tests.core.evaluate.fabricate import write_partition, write_splits
 
 
 def test_evaluation_report_writes_report_and_mlflow_run(tmp_path):
     data, raw = tmp_path / "data", tmp_path / "raw"
     write_label_files(raw)
     paths = Paths(data_dir=data, raw_dir=raw)
-    for cat, wrong in CONVNEXT_WRONG.items():
-        write_partition(paths, "convnext", cat, wrong, MACS["convnext"], version=None)
+    for cat in ("scs", "nfs", "sbs"):
+        write_partition(paths, "convnext", cat, (1, 1, 1), version=None)
+    write_splits(paths)
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = materialize(
         [evaluate.evaluation_report],

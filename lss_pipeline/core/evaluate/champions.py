@@ -7,22 +7,24 @@ from typing import Any
 import polars as pl
 
 CHAMPION_ALIAS = "champion"
+# Chosen on the cross-validation split, never on the test split that reports it.
+CHOICE_METRIC = "oof_macro_recall"
 
 
 def choose_champions(metrics: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    """category -> the metrics row with the best macro recall; ties go to fewer MACs.
+    """category -> the metrics row with the best out-of-fold macro recall; ties go to fewer MACs.
 
-    Rows without a macro recall are skipped; unknown MACs lose a tie; the arch name
-    breaks any remaining tie so the choice is deterministic.
+    Rows without it are skipped; unknown MACs lose a tie; the arch name breaks any remaining tie
+    so the choice is deterministic.
     """
-    for col in ("category", "arch", "macro_recall"):
+    for col in ("category", "arch", CHOICE_METRIC):
         if col not in metrics.columns:
             raise ValueError(f"metrics: missing column {col!r}")
-    df = metrics.filter(pl.col("macro_recall").is_not_null() & pl.col("macro_recall").is_not_nan())
+    df = metrics.filter(pl.col(CHOICE_METRIC).is_not_null() & pl.col(CHOICE_METRIC).is_not_nan())
     if "macs" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Int64).alias("macs"))
     df = df.sort(
-        ["category", "macro_recall", "macs", "arch"], descending=[False, True, False, False], nulls_last=True
+        ["category", CHOICE_METRIC, "macs", "arch"], descending=[False, True, False, False], nulls_last=True
     )
     best = df.unique("category", keep="first", maintain_order=True)
     return {row["category"]: row for row in best.iter_rows(named=True)}
@@ -45,7 +47,7 @@ def set_champions(metrics: pl.DataFrame) -> dict[str, dict[str, Any]]:
             "arch": row["arch"],
             "version": str(version),
             "registered_model": name,
-            "macro_recall": row["macro_recall"],
+            "macro_recall": row["test_macro_recall"],
             "macs": row["macs"],
         }
     return confirmed

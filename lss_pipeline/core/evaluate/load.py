@@ -1,8 +1,10 @@
-"""Every trained partition (architecture x category), read once and checked.
+"""Every trained partition (architecture x category), read once and checked, with the labels and splits.
 
-A partition is ``paths.model_dir(arch, category)`` with its ``summary.json`` and out-of-fold table
-(``paths.model_summary`` / ``paths.model_oof``); one without both files is listed as missing, not
-an error. A present but malformed file raises ValueError naming the file and the problem.
+A partition is ``paths.model_dir(arch, category)`` with its summary, out-of-fold table (every cv
+study scored by the fold model that did not train on it) and test predictions (every test-split row,
+mean of the fold models' probabilities): ``paths.model_summary`` / ``model_oof`` /
+``model_test_predictions``. One without all three is listed as missing with the reason, not an
+error. A present but malformed file raises ValueError naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Partition:
     category: str
     summary: dict[str, Any] = field(repr=False)
     oof: pl.DataFrame = field(repr=False)
+    test: pl.DataFrame = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Grid:
     missing: list[tuple[str, str]]
     archs: tuple[str, ...]
     categories: tuple[str, ...]
+    # (arch, category) -> why a partition on disk is not usable (e.g. no test predictions yet).
+    incomplete: dict[tuple[str, str], str] = field(default_factory=dict)
+    labels: pl.DataFrame | None = field(default=None, repr=False)  # labels.parquet, if built
+    splits: pl.DataFrame | None = field(default=None, repr=False)  # data_splits.parquet, if built
 
     def get(self, arch: str, category: str) -> Partition | None:
         return self.partitions.get((arch, category))
@@ -84,13 +91,31 @@ def read_summary(path: Path, arch: str, category: str) -> dict[str, Any]:
     return summary
 
 
-def load_partition(paths: Paths, arch: str, category: str) -> Partition | None:
-    """One trained partition, or None when its summary or OOF table is absent."""
-    summary_path, oof_path = paths.model_summary(arch, category), paths.model_oof(arch, category)
-    if not (summary_path.is_file() and oof_path.is_file()):
+def load_partition(paths: Paths, arch: str, category: str) -> Partition | str | None:
+    """One trained partition; None when nothing is there; the reason when a file is missing."""
+    files = {
+        "summary": paths.model_summary(arch, category),
+        "out-of-fold table": paths.model_oof(arch, category),
+        "test predictions": paths.model_test_predictions(arch, category),
+    }
+    absent = [what for what, path in files.items() if not path.is_file()]
+    if len(absent) == len(files):
         return None
-    summary = read_summary(summary_path, arch, category)
-    return Partition(arch, category, summary, read_predictions(oof_path, "out-of-fold table"))
+    if absent:
+        return f"no {' and no '.join(absent)} (an unfinished or pre-test-split training; retrain it)"
+    summary = read_summary(files["summary"], arch, category)
+    oof = read_predictions(files["out-of-fold table"], "out-of-fold table")
+    test = read_predictions(files["test predictions"], "test predictions")
+    return Partition(arch, category, summary, oof, test)
+
+
+def _optional_table(path: Path) -> pl.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a corrupt file
+        raise ValueError(f"{path}: not readable Parquet ({exc})") from exc
 
 
 def load_grid(
@@ -106,13 +131,28 @@ def load_grid(
     say = progress or (lambda _msg: None)
     partitions: dict[tuple[str, str], Partition] = {}
     missing: list[tuple[str, str]] = []
+    incomplete: dict[tuple[str, str], str] = {}
     for arch in archs:
         for category in categories:
             loaded = load_partition(paths, arch, category)
+            if isinstance(loaded, Partition):
+                partitions[(arch, category)] = loaded
+                say(
+                    f"{arch}/{category}: {loaded.oof.height} out-of-fold rows, {loaded.test.height} test rows"
+                )
+                continue
+            missing.append((arch, category))
             if loaded is None:
-                missing.append((arch, category))
                 say(f"{arch}/{category}: not trained yet")
             else:
-                partitions[(arch, category)] = loaded
-                say(f"{arch}/{category}: {loaded.oof.height} out-of-fold rows")
-    return Grid(partitions, missing, tuple(archs), tuple(categories))
+                incomplete[(arch, category)] = loaded
+                say(f"{arch}/{category}: left out, {loaded}")
+    return Grid(
+        partitions,
+        missing,
+        tuple(archs),
+        tuple(categories),
+        incomplete=incomplete,
+        labels=_optional_table(paths.labels),
+        splits=_optional_table(paths.data_splits),
+    )

@@ -1,9 +1,8 @@
 """Classification metrics per category and the Kaggle competition metric.
 
-Macro recall is the headline (the thesis reports "recall" for a 3-class imbalanced task;
-DESIGN.md reads it as the mean of per-class recall). The competition metric follows
-DESIGN.md exactly: weighted log loss (weights 1/2/4 by true class) per condition group
-plus ``any_severe_spinal``, averaged.
+Macro recall is the headline (the thesis reports "recall" for a 3-class imbalanced task, read as
+the mean of per-class recall). The competition metric follows docs/dataset.md exactly: weighted log
+loss (weights 1/2/4 by true class) per condition group plus ``any_severe_spinal``, averaged.
 """
 
 from __future__ import annotations
@@ -149,7 +148,7 @@ def _require_columns(df: pl.DataFrame, columns: tuple[str, ...], what: str) -> N
 
 
 def competition_score(solution: pl.DataFrame, submission: pl.DataFrame) -> dict[str, Any]:
-    """The RSNA 2024 Kaggle metric (DESIGN.md), lower is better.
+    """The RSNA 2024 Kaggle metric (docs/dataset.md), lower is better.
 
     ``solution``: ``row_id`` and ``label`` (0/1/2, null for a blank label). ``submission``:
     ``row_id, normal_mild, moderate, severe``. Blank-label rows are dropped first (from both

@@ -30,8 +30,8 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def confusion_png(row: dict[str, Any]) -> bytes:
-    """Counts and row shares of a metrics row's ``cm_true{i}_pred{j}`` confusion matrix."""
-    cm = np.array([[row[f"cm_true{i}_pred{j}"] for j in range(3)] for i in range(3)], dtype=float)
+    """Counts and row shares of a metrics row's test confusion matrix (``test_cm_true{i}_pred{j}``)."""
+    cm = np.array([[row[f"test_cm_true{i}_pred{j}"] for j in range(3)] for i in range(3)], dtype=float)
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig = Figure(figsize=(3.8, 3.4))
     ax = fig.add_subplot()
@@ -51,52 +51,66 @@ def confusion_png(row: dict[str, Any]) -> bytes:
     ax.set_yticks(range(3), CLASS_TITLES, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{arch_title(row['arch'])} · {row['category'].upper()}", fontsize=10)
+    ax.set_title(f"{arch_title(row['arch'])} · {row['category'].upper()} · test split", fontsize=10)
     return png_bytes(fig)
 
 
+def _pct(value: float | None) -> float:
+    return float("nan") if value is None or math.isnan(value) else 100 * value
+
+
 def recall_bars_png(rows: list[dict[str, Any]], category: str) -> bytes:
-    """Per-class recall of every architecture of one category, side by side."""
+    """Per-class test recall of every architecture of one category, side by side, with 95 % intervals."""
     fig = Figure(figsize=(5.5, 3.4))
     ax = fig.add_subplot()
     width = 0.8 / max(len(rows), 1)
     x = np.arange(3)
     for k, row in enumerate(rows):
-        recalls = [row[f"recall_{c}"] for c in CLASS_NAMES]
-        heights = [0.0 if r is None or math.isnan(r) else 100 * r for r in recalls]
+        heights = np.array([_pct(row[f"test_recall_{c}"]) for c in CLASS_NAMES])
+        lo = np.array([_pct(row[f"test_recall_{c}_lo"]) for c in CLASS_NAMES])
+        hi = np.array([_pct(row[f"test_recall_{c}_hi"]) for c in CLASS_NAMES])
+        errors = np.maximum(np.nan_to_num(np.vstack([heights - lo, hi - heights])), 0.0)
         ax.bar(
             x + (k - (len(rows) - 1) / 2) * width,
-            heights,
+            np.nan_to_num(heights),
             width,
+            yerr=errors,
+            capsize=2,
             color=ARCH_COLORS.get(row["arch"]),
-            label=f"{arch_title(row['arch'])} (macro {100 * row['macro_recall']:.1f} %)",
+            label=f"{arch_title(row['arch'])} (macro {_pct(row['test_macro_recall']):.1f} %)",
         )
     ax.set_xticks(x, CLASS_TITLES)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("recall (%)")
-    ax.set_title(f"Per-class recall · {category.upper()}", fontsize=10)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("recall (%), test split")
+    ax.set_title(f"Per-class recall · {category.upper()} (bars: 95 % interval)", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     return png_bytes(fig)
 
 
 def recall_vs_gmacs_png(rows: list[dict[str, Any]], category: str) -> bytes:
-    """Macro recall against fvcore GMACs per crop, one point per architecture."""
+    """Test macro recall (95 % interval) against fvcore GMACs per crop, one point per architecture."""
     fig = Figure(figsize=(4.8, 3.4))
     ax = fig.add_subplot()
     for row in rows:
-        ax.scatter(row["gmacs"], 100 * row["macro_recall"], s=40, color=ARCH_COLORS.get(row["arch"]))
+        y = _pct(row["test_macro_recall"])
+        below = max(y - _pct(row["test_macro_recall_lo"]), 0.0)
+        above = max(_pct(row["test_macro_recall_hi"]) - y, 0.0)
+        ax.errorbar(
+            row["gmacs"],
+            y,
+            yerr=np.nan_to_num([[below], [above]]),
+            fmt="o",
+            capsize=3,
+            color=ARCH_COLORS.get(row["arch"]),
+        )
         ax.annotate(
-            arch_title(row["arch"]),
-            (row["gmacs"], 100 * row["macro_recall"]),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=8,
+            arch_title(row["arch"]), (row["gmacs"], y), textcoords="offset points", xytext=(5, 4), fontsize=8
         )
     gmacs = [r["gmacs"] for r in rows]
     if max(gmacs) / min(gmacs) > 10:  # family sizes span orders of magnitude
         ax.set_xscale("log")
     ax.set_xlabel("GMACs per crop (fvcore)")
-    ax.set_ylabel("macro recall (%)")
+    ax.set_ylabel("macro recall (%), test split")
     ax.set_title(f"Macro recall vs GMACs · {category.upper()}", fontsize=10)
     ax.grid(alpha=0.3)
     return png_bytes(fig)

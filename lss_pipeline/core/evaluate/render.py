@@ -18,20 +18,55 @@ from lss_pipeline.core.markdown import markdown_rows
 Block = tuple[Any, ...]
 
 
-def fmt_pct(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f} %"
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def fmt_pts(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.{digits}f}"
+def fmt_pct(x: float | None, digits: int = 1) -> str:
+    return "—" if _missing(x) else f"{100 * x:.{digits}f} %"  # type: ignore[operator]
+
+
+def fmt_pts(x: float | None, digits: int = 1) -> str:
+    return "—" if _missing(x) else f"{x:+.{digits}f}"
 
 
 def fmt_num(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    return "—" if _missing(x) else f"{x:.{digits}f}"
 
 
 def fmt_params(x: int | None) -> str:
     return "—" if x is None else f"{x / 1e6:.2f} M"
+
+
+def fmt_pct_ci(point: float | None, lo: float | None, hi: float | None, digits: int = 1) -> str:
+    """``72.4 % (68.1–76.0)``: a fraction and its interval, in percent."""
+    if _missing(point):
+        return "—"
+    if _missing(lo) or _missing(hi):
+        return fmt_pct(point, digits)
+    return f"{fmt_pct(point, digits)} ({100 * lo:.{digits}f}–{100 * hi:.{digits}f})"  # type: ignore[operator]
+
+
+def fmt_pts_ci(point: float | None, lo: float | None, hi: float | None, digits: int = 1) -> str:
+    """``+3.2 (−1.0 to +7.5)``: percentage points and their interval."""
+    if _missing(point):
+        return "—"
+    if _missing(lo) or _missing(hi):
+        return fmt_pts(point, digits)
+    return f"{fmt_pts(point, digits)} ({fmt_pts(lo, digits)} to {fmt_pts(hi, digits)})"
+
+
+def fmt_num_ci(point: float | None, lo: float | None, hi: float | None, digits: int = 3) -> str:
+    if _missing(point):
+        return "—"
+    if _missing(lo) or _missing(hi):
+        return fmt_num(point, digits)
+    return f"{fmt_num(point, digits)} ({fmt_num(lo, digits)}–{fmt_num(hi, digits)})"
+
+
+def fmt_counts(counts: list[int] | tuple[int, ...] | None) -> str:
+    """Labelled rows per class, Normal/Mild / Moderate / Severe."""
+    return "—" if not counts else " / ".join(str(int(c)) for c in counts)
 
 
 def render_markdown(blocks: list[Block]) -> str:

@@ -13,6 +13,7 @@ import polars as pl
 from lss_pipeline.core.atomic import write_json
 from lss_pipeline.core.evaluate.champions import set_champions
 from lss_pipeline.core.evaluate.load import load_grid
+from lss_pipeline.core.evaluate.options import EvaluationOptions
 from lss_pipeline.core.evaluate.report import ReportResult, build_report
 from lss_pipeline.core.evaluate.runs import training_runs_table
 from lss_pipeline.core.evaluate.table import metrics_table
@@ -47,6 +48,7 @@ def dataset_info(settings: Settings) -> dict[str, Any]:
 
 def evaluate(
     settings: Settings,
+    options: EvaluationOptions | None = None,
     *,
     tags: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -57,33 +59,34 @@ def evaluate(
     from lss_pipeline.core.train import tracking
 
     say = progress or (lambda _msg: None)
+    options = (options or EvaluationOptions()).validate()
     paths = settings.paths
     grid = load_grid(paths, progress=say)
-    metrics = metrics_table(grid)
+    metrics = metrics_table(grid, options)
     champions = set_champions(metrics)
     for category, champ in champions.items():
         say(f"{champ['registered_model']}@champion -> v{champ['version']} ({champ['arch']}, {category})")
     write_json(champions, paths.champions_json)
     report = build_report(
         grid,
-        metrics,
         paths,
         dataset=dataset_info(settings),
+        options=options,
         champions=champions,
         mlflow_runs=training_runs_table(),
-        labels=pl.read_parquet(paths.labels) if paths.labels.is_file() else None,
+        metrics=metrics,
         progress=say,
     )
     with tracking.start_run(EVALUATION_EXPERIMENT, "evaluation-report", dict(tags or {})) as run:
         tracking.log_params({"partitions": metrics.height, "missing": len(grid.missing)})
         tracking.log_metrics(
             {
-                f"{r['arch']}_{r['category']}_macro_recall": r["macro_recall"]
+                f"{r['arch']}_{r['category']}_test_macro_recall": r["test_macro_recall"]
                 for r in metrics.iter_rows(named=True)
             }
         )
         tracking.log_metrics(
-            {f"{arch}_competition_score": s["score"] for arch, s in report.competition.items()}
+            {f"{arch}_test_competition_score": s["score"] for arch, s in report.competition.items()}
         )
         mlflow.log_artifacts(str(paths.reports_dir), artifact_path="report")
     return EvaluationResult(report=report, champions=champions, mlflow_run_id=run.run_id)
