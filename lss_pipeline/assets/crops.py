@@ -48,6 +48,8 @@ class CropConfig(Config):
     # loses ~1-2 % (core/crops/quality.py).
     max_skipped_share: float = quality.MAX_SKIPPED_SHARE
     max_unreadable_share: float = quality.MAX_UNREADABLE_SHARE
+    # Leave out the label rows the labels_make_anatomical_sense check lists (core/labels/anatomy.py).
+    exclude_implausible_labels: bool = False
 
 
 # Checked inside the asset, per category partition; blocking, so a failed check stops
@@ -93,6 +95,7 @@ def level_crops(
             slices=config.slices or cfg.profile.slices,
             workers=config.workers or None,
             progress=log_progress(context, f"{category} crops (studies)"),
+            exclude_implausible_labels=config.exclude_implausible_labels,
         )
         skipped = quality.skipped_share_report(
             result.n_crops,

@@ -34,15 +34,23 @@ def crop_category(
     slices: int,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    exclude_implausible_labels: bool = False,
 ) -> CropResult:
-    """Build the category's crops from the published dicom_metadata, labels and data_splits."""
+    """Build the category's crops from the published dicom_metadata, labels and data_splits.
+
+    ``exclude_implausible_labels`` leaves out the rows the ``labels_make_anatomical_sense`` check lists.
+    """
     from lss_pipeline.core.dicom.store import read_metadata
+    from lss_pipeline.core.labels import anatomy
     from lss_pipeline.core.labels.splits import read_splits
     from lss_pipeline.core.labels.store import read_labels
 
     metadata, _ = read_metadata(paths)
+    labels = read_labels(paths)
+    if exclude_implausible_labels:
+        labels = anatomy.exclude_offenders(labels, anatomy.check_anatomy(labels, metadata).offenders)
     return build_level_crops(
-        category, metadata, read_labels(paths), read_splits(paths), paths,
+        category, metadata, labels, read_splits(paths), paths,
         crop_mm=crop_mm, crop_px=crop_px, slices=slices, workers=workers, progress=progress,
     )  # fmt: skip
 

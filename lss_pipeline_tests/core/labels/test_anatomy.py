@@ -185,27 +185,23 @@ def test_left_foramen_on_the_right_slice(clean, tmp_path):
     assert csv_only.points_in_patient_space == 0
 
 
+def shift_l3_l4(coords: Coordinates) -> Coordinates:
+    """The first study's canal L3/L4 point moved 120 px across the sagittal image."""
+    return coords.with_columns(
+        pl.when(at(coords, SCS, "L3/L4")).then(pl.col("x") + 120.0).otherwise(pl.col("x")).alias("x")
+    )
+
+
 def test_point_far_off_the_spine_line(clean, tmp_path):
     """L3/L4 of the canal moved 120 px across the image: far off, and its pairs are not blamed."""
-
-    def shift(coords: Coordinates) -> Coordinates:
-        return coords.with_columns(
-            pl.when(at(coords, SCS, "L3/L4")).then(pl.col("x") + 120.0).otherwise(pl.col("x")).alias("x")
-        )
-
-    report = anatomy.check_anatomy(planted(clean, tmp_path, shift), clean[1])
+    report = anatomy.check_anatomy(planted(clean, tmp_path, shift_l3_l4), clean[1])
     assert found(report) == {("spinal_canal_stenosis_l3_l4", "far_off")}
     far = report.offenders.row(0, named=True)
     assert far["unit"] == "px" and 100 < far["value"] < 130
 
 
 def test_offender_table_and_exclusion(clean, tmp_path):
-    def shift(coords: Coordinates) -> Coordinates:
-        return coords.with_columns(
-            pl.when(at(coords, SCS, "L3/L4")).then(pl.col("x") + 120.0).otherwise(pl.col("x")).alias("x")
-        )
-
-    labels = planted(clean, tmp_path, shift)
+    labels = planted(clean, tmp_path, shift_l3_l4)
     report = anatomy.check_anatomy(labels, clean[1])
     table = anatomy.offenders_markdown(report.offenders)
     row_id = report.offenders["row_id"][0]
@@ -213,6 +209,30 @@ def test_offender_table_and_exclusion(clean, tmp_path):
     kept = anatomy.exclude_offenders(labels, report.offenders)
     assert kept.height == labels.height - 1 and row_id not in kept["row_id"].to_list()
     assert anatomy.offenders_markdown(report.offenders.clear()) == "_none_"
+
+
+def test_crop_step_can_leave_offenders_out(clean, tmp_path):
+    """``crop_category(exclude_implausible_labels=True)``: the far-off row gets no crop, the rest do."""
+    from lss_pipeline.core.crops.store import crop_category
+    from lss_pipeline.core.dicom import store as dicom_store
+    from lss_pipeline.core.labels import splits
+    from lss_pipeline.core.labels import store as labels_store
+
+    source, metadata = clean
+    planted(clean, tmp_path, shift_l3_l4)
+    paths = Paths(data_dir=tmp_path / "data", raw_dir=tmp_path / "raw")
+    (paths.raw_dir / "train_images").symlink_to(source.train_images)
+    labels, _, _ = labels_store.ingest_labels(paths)
+    dicom_store.publish_metadata(metadata, pl.DataFrame(schema=dicom_store.QUARANTINE_SCHEMA), paths)
+    splits.write_splits(splits.make_splits(labels, n_folds=2, test_share=0.0), paths)
+    far_off = f"{labels['study_id'].min()}_spinal_canal_stenosis_l3_l4"
+    sizes = dict(crop_mm=30.0, crop_px=16, slices=3, workers=1)
+    kept = crop_category(paths, "scs", **sizes, exclude_implausible_labels=True)
+    rows = pl.read_parquet(paths.crops_index("scs"))["row_id"].to_list()
+    assert far_off not in rows and kept.n_points == kept.n_crops == len(rows) > 0
+    everything = crop_category(paths, "scs", **sizes)
+    assert far_off in pl.read_parquet(paths.crops_index("scs"))["row_id"].to_list()
+    assert everything.n_points == kept.n_points + 1
 
 
 def test_synthetic_faults_are_found(tmp_path):
