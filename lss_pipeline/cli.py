@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+
+from lss_pipeline.core.team.commands import add_team
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -19,14 +21,32 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         if not args.quiet and (done == total or done % 10 == 0):
             print(f"  studies {done}/{total}", file=sys.stderr)
 
-    options = {k: v for k, v in {"rows": args.rows, "sagittal_slices": args.sagittal_slices,
-                                 "axial_slices_per_level": args.axial_slices_per_level}.items() if v is not None}
-    summary = generate_dataset(args.out, n_studies=args.studies, seed=args.seed, faults=args.faults,
-                               n_test_studies=args.test_studies, overwrite=args.overwrite, workers=args.workers,
-                               progress=progress, sites=args.sites, **options)
-    print(f"wrote {summary.n_train_studies} train + {summary.n_test_studies} test studies, "
-          f"{summary.n_instances} DICOM files, {summary.n_coordinates} coordinates, "
-          f"{len(summary.faults)} planted faults to {summary.out_dir} in {summary.seconds:.1f} s")
+    options = {
+        k: v
+        for k, v in {
+            "rows": args.rows,
+            "sagittal_slices": args.sagittal_slices,
+            "axial_slices_per_level": args.axial_slices_per_level,
+        }.items()
+        if v is not None
+    }
+    summary = generate_dataset(
+        args.out,
+        n_studies=args.studies,
+        seed=args.seed,
+        faults=args.faults,
+        n_test_studies=args.test_studies,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        progress=progress,
+        sites=args.sites,
+        **options,
+    )
+    print(
+        f"wrote {summary.n_train_studies} train + {summary.n_test_studies} test studies, "
+        f"{summary.n_instances} DICOM files, {summary.n_coordinates} coordinates, "
+        f"{len(summary.faults)} planted faults to {summary.out_dir} in {summary.seconds:.1f} s"
+    )
     return 0
 
 
@@ -37,12 +57,21 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-studies", type=int, default=2, help="unlabelled test studies (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--faults", action="store_true", help="plant the real dataset's faults at low rates")
-    p.add_argument("--sites", type=int, default=0, help="spread studies over this many imaging sites (1-8): "
-                   "per-series orientation, order, matrix, spacing, stacks and transfer syntax, grades "
-                   "correlated like the real set (default 0: one plain protocol)")
+    p.add_argument(
+        "--sites",
+        type=int,
+        default=0,
+        help="spread studies over this many imaging sites (1-8): "
+        "per-series orientation, order, matrix, spacing, stacks and transfer syntax, grades "
+        "correlated like the real set (default 0: one plain protocol)",
+    )
     p.add_argument("--rows", type=int, default=None, help="image side in pixels (default 256)")
-    p.add_argument("--sagittal-slices", type=int, default=None, help="slices per sagittal series (default 17)")
-    p.add_argument("--axial-slices-per-level", type=int, default=None, help="axial slices per disc level (default 5)")
+    p.add_argument(
+        "--sagittal-slices", type=int, default=None, help="slices per sagittal series (default 17)"
+    )
+    p.add_argument(
+        "--axial-slices-per-level", type=int, default=None, help="axial slices per disc level (default 5)"
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true")
@@ -101,7 +130,13 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_summary)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_synth, add_contact_sheet, add_demo, add_summary]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_synth,
+    add_contact_sheet,
+    add_demo,
+    add_summary,
+    add_team,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the sensor and schedule tests."""
+"""Fixtures shared by the label-file sensor and automation tests."""
 
 from pathlib import Path
 

@@ -1,44 +1,34 @@
-"""The retrain job launches one asset backfill over labels → … → report, every partition."""
+"""The stage jobs select what their names say; each resolves in the code location."""
 
-from dagster import AssetKey, DagsterInstance
+import pytest
+from dagster import AssetKey
 
 from lss_pipeline.definitions import defs
-from lss_pipeline.jobs import RETRAIN_ASSETS
+
+STAGES = {
+    "ingest_job": {"dicom_metadata", "labels", "data_splits"},
+    "crops_job": {"level_crops", "class_weights"},
+    "training_job": {"trained_model"},
+    "report_job": {"evaluation_report"},
+}
 
 
-def test_retrain_job_launches_backfill_of_every_retraining_partition():
-    instance = DagsterInstance.ephemeral()
-    job = defs.resolve_job_def("retrain_job")
-    result = job.execute_in_process(
-        instance=instance,
-        run_config={"ops": {"retrain": {"config": {"wait": False}}}},
-        tags={"lss/labels_hash": "abc123", "lss/code_version": "def456"},
-    )
-    assert result.success
-    backfill_id = result.output_for_node("retrain")
-    backfill = instance.get_backfill(backfill_id)
-    assert backfill.tags["lss/labels_hash"] == "abc123"
-    assert backfill.tags["lss/code_version"] == "def456"
-    subset = backfill.asset_backfill_data.target_subset
-    assert subset.asset_keys == {AssetKey(name) for name in RETRAIN_ASSETS}
-    partitions = {(key.to_user_string(), p.partition_key) for p in subset.iterate_asset_partitions() for key in [p.asset_key]}
-    assert ("trained_model", "swin|sbs") in partitions
-    assert {k for k, pk in partitions if pk is None} == {"labels", "data_splits", "evaluation_report"}
-    assert len([1 for k, _ in partitions if k == "trained_model"]) == 9
-    assert len([1 for k, _ in partitions if k == "level_crops"]) == 3
+@pytest.mark.parametrize(("job_name", "assets"), STAGES.items())
+def test_stage_job_selects_its_assets(job_name, assets):
+    job = defs.resolve_job_def(job_name)
+    assert job.asset_layer.executable_asset_keys == {AssetKey(name) for name in assets}
 
 
-def test_retrain_job_fails_when_the_backfill_fails(monkeypatch):
-    from dagster._core.execution.backfill import BulkActionStatus
+def test_partitioned_stage_jobs_take_the_partitions_of_their_assets():
+    assert defs.resolve_job_def("crops_job").partitions_def.get_partition_keys() == ["scs", "nfs", "sbs"]
+    assert len(defs.resolve_job_def("training_job").partitions_def.get_partition_keys()) == 9
+    assert defs.resolve_job_def("ingest_job").partitions_def is None
 
-    instance = DagsterInstance.ephemeral()
-    original = instance.get_backfill
 
-    def failed_backfill(backfill_id):
-        return original(backfill_id).with_status(BulkActionStatus.COMPLETED_FAILED)
-
-    monkeypatch.setattr(instance, "get_backfill", failed_backfill)
-    result = defs.resolve_job_def("retrain_job").execute_in_process(
-        instance=instance, run_config={"ops": {"retrain": {"config": {"poll_s": 0.01}}}}, raise_on_error=False
-    )
-    assert not result.success
+def test_no_job_waits_on_other_runs():
+    # Retraining is the automation's (automation.py): no op that launches or polls runs.
+    names = {job.name for job in defs.jobs or []}
+    assert "retrain_job" not in names
+    for name in names:
+        job = defs.resolve_job_def(name)
+        assert job.asset_layer.executable_asset_keys, f"{name} is not an asset job"

@@ -91,20 +91,24 @@ def test_summary_names_report_champions_and_uis(pipeline):
     assert "evaluation.html" in text and "champion:  lss-scs" in text and "make ui" in text
 
 
-def test_demo_runs_are_recorded_in_the_ui_instance_and_count_as_a_retraining(pipeline, monkeypatch):
-    from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
+def test_demo_runs_are_recorded_in_the_ui_instance_and_leave_nothing_to_retrain(pipeline, monkeypatch):
+    from dagster import DagsterInstance, evaluate_automation_conditions
 
-    from lss_pipeline.schedules import last_successful_retrain
-    from lss_pipeline.sensors import LABELS_HASH_TAG
+    from lss_pipeline.core.label_watch import read_label_snapshot
+    from lss_pipeline.definitions import build_definitions
+    from lss_pipeline.sensors import latest_observation
 
     settings, _ = pipeline
-    home = settings.data_dir / "dagster_home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # deploy/dagster.yaml reads it
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.paths.dagster_home))  # deploy/dagster.yaml reads it
+    with DagsterInstance.get() as instance:
         assert len(instance.get_run_records()) == 1 + 3 + len(ARCHS) * 3 + 1
-        last = last_successful_retrain(instance)
-        assert last is not None and last.tags[LABELS_HASH_TAG]
+        # The demo observed the label files it built from: the daemon has nothing to retrain.
+        files_hash = read_label_snapshot(settings.paths.label_files, settle_seconds=0).labels_hash
+        assert latest_observation(instance)[1] == files_hash
+        code_location = build_definitions(settings)
+        first = evaluate_automation_conditions(defs=code_location, instance=instance)
+        second = evaluate_automation_conditions(defs=code_location, instance=instance, cursor=first.cursor)
+        assert first.total_requested == 0 and second.total_requested == 0
 
 
 def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):

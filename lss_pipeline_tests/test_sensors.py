@@ -1,87 +1,132 @@
-from __future__ import annotations
+"""`label_files_sensor`: observes `label_files` once per new content hash, reading the folder the
+`settings` resource names."""
 
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    DefaultSensorStatus,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
+from lss_pipeline.assets.sources import LABEL_FILES_KEY, label_files
 from lss_pipeline.core import label_watch
 from lss_pipeline.core.constants import COORDINATES_CSV, SERIES_CSV, TRAIN_CSV
+from lss_pipeline.core.settings import Settings
+from lss_pipeline.definitions import build_definitions
+from lss_pipeline.resources import LssSettings
+from lss_pipeline.sensors import label_files_sensor, latest_observation
 from lss_pipeline_tests.conftest import write_label_files
-from lss_pipeline.sensors import CODE_VERSION_TAG, LABELS_HASH_TAG, label_files_sensor
-
-
-def write_labels(raw: Path) -> None:
-    write_label_files(raw)
 
 
 @pytest.fixture
-def raw_dir(watched_raw_dir) -> Path:
+def raw_dir(watched_raw_dir: Path) -> Path:
     return watched_raw_dir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def instance():
     with DagsterInstance.ephemeral() as inst:
         yield inst
 
 
-def tick(cursor: str | None, instance: DagsterInstance):
-    """Evaluate one sensor tick; return (run requests, skip message, new cursor)."""
-    context = build_sensor_context(cursor=cursor, instance=instance)
+def settings_for(raw: Path) -> LssSettings:
+    return LssSettings(data_dir=str(raw.parent / "data"), raw_dir=str(raw))
+
+
+def tick(instance: DagsterInstance, raw: Path) -> RunRequest | SkipReason:
+    context = build_sensor_context(instance=instance, resources={"settings": settings_for(raw)})
     result = label_files_sensor(context)
-    if isinstance(result, SkipReason):
-        return [], result.skip_message, context.cursor
-    if isinstance(result, SensorResult):
-        return list(result.run_requests or []), None, context.cursor
-    assert isinstance(result, RunRequest)
-    return [result], None, context.cursor
+    assert isinstance(result, RunRequest | SkipReason)
+    return result
 
 
-def test_sensor_definition_contract():
-    from dagster import DefaultSensorStatus
+def observe(instance: DagsterInstance, raw: Path) -> None:
+    """What the requested run does: the real observation of `label_files`."""
+    result = materialize(
+        [label_files],
+        selection=[LABEL_FILES_KEY],
+        instance=instance,
+        resources={"settings": settings_for(raw)},
+    )
+    assert result.success
 
+
+def current_hash(raw: Path) -> str:
+    snapshot = label_watch.read_label_snapshot((raw / TRAIN_CSV, raw / COORDINATES_CSV, raw / SERIES_CSV))
+    assert snapshot.labels_hash is not None
+    return snapshot.labels_hash
+
+
+def test_sensor_runs_by_default_every_minute_and_observes_only_label_files(raw_dir):
     assert label_files_sensor.name == "label_files_sensor"
-    assert label_files_sensor.job_name == "retrain_job"
     assert label_files_sensor.default_status == DefaultSensorStatus.RUNNING
     assert label_files_sensor.minimum_interval_seconds == 60
+    defs = build_definitions(Settings(data_dir=raw_dir.parent / "data", raw_dir=raw_dir))
+    job = defs.resolve_job_def(label_files_sensor.job_name)
+    assert job.asset_layer.executable_asset_keys == {LABEL_FILES_KEY}
 
 
-def test_first_tick_requests_then_same_files_skip_then_edit_requests(raw_dir, instance):
-    write_labels(raw_dir)
-    requests, skip, cursor = tick(None, instance)
-    assert skip is None and len(requests) == 1
-    first = requests[0]
-    assert first.job_name == "retrain_job"
-    assert first.run_key == cursor and len(cursor) == 64
-    assert first.tags[LABELS_HASH_TAG] == cursor
-    assert first.tags[CODE_VERSION_TAG] == label_watch.code_version()
+def test_never_observed_then_observed_then_unchanged_then_edited(raw_dir, instance):
+    write_label_files(raw_dir)
+    first = tick(instance, raw_dir)
+    assert isinstance(first, RunRequest) and first.asset_selection == [LABEL_FILES_KEY]
+    # Asked again before the observation ran: the same run key, so Dagster launches it once.
+    again = tick(instance, raw_dir)
+    assert isinstance(again, RunRequest) and again.run_key == first.run_key
 
-    requests, skip, cursor_after = tick(cursor, instance)
-    assert requests == [] and "unchanged" in skip
-    assert cursor_after == cursor
+    observe(instance, raw_dir)
+    assert latest_observation(instance)[1] == current_hash(raw_dir)
+    unchanged = tick(instance, raw_dir)
+    assert isinstance(unchanged, SkipReason) and "unchanged" in (unchanged.skip_message or "")
 
     with (raw_dir / COORDINATES_CSV).open("a") as handle:
         handle.write("1,2,4,Spinal Canal Stenosis,L2/L3,6.0,7.0\n")
-    requests, skip, new_cursor = tick(cursor, instance)
-    assert skip is None and len(requests) == 1
-    assert new_cursor != cursor and requests[0].run_key == new_cursor
+    edited = tick(instance, raw_dir)
+    assert isinstance(edited, RunRequest) and edited.run_key != first.run_key
+    assert current_hash(raw_dir) in (edited.run_key or "")
+
+
+def test_going_back_to_earlier_files_is_a_new_request(raw_dir, instance):
+    write_label_files(raw_dir)
+    observe(instance, raw_dir)
+    first_version = tick(instance, raw_dir)
+    assert isinstance(first_version, SkipReason)
+    write_label_files(raw_dir, severity="Severe")
+    to_second = tick(instance, raw_dir)
+    observe(instance, raw_dir)
+    write_label_files(raw_dir)  # the first version again
+    back = tick(instance, raw_dir)
+    assert isinstance(to_second, RunRequest) and isinstance(back, RunRequest)
+    assert back.run_key != to_second.run_key
+
+
+def test_the_settings_resource_names_the_folder_not_the_environment(raw_dir, instance, tmp_path, monkeypatch):
+    # LSS_RAW_DIR points at an empty folder; the resource at the one with labels.
+    monkeypatch.setenv("LSS_RAW_DIR", str(tmp_path / "elsewhere"))
+    write_label_files(raw_dir)
+    assert isinstance(tick(instance, raw_dir), RunRequest)
 
 
 def test_missing_files_skip_with_reason(raw_dir, instance):
-    requests, skip, cursor = tick(None, instance)
-    assert requests == [] and "missing" in skip and TRAIN_CSV in skip
-    assert cursor is None
+    skip = tick(instance, raw_dir)
+    assert isinstance(skip, SkipReason) and "missing" in (skip.skip_message or "")
+    assert TRAIN_CSV in (skip.skip_message or "")
 
-    write_labels(raw_dir)
+    write_label_files(raw_dir)
     (raw_dir / SERIES_CSV).unlink()
-    requests, skip, _ = tick(None, instance)
-    assert requests == [] and SERIES_CSV in skip and TRAIN_CSV not in skip
+    skip = tick(instance, raw_dir)
+    assert isinstance(skip, SkipReason)
+    assert SERIES_CSV in (skip.skip_message or "") and TRAIN_CSV not in (skip.skip_message or "")
 
 
 def test_half_written_file_is_not_acted_on(raw_dir, instance, monkeypatch):
-    write_labels(raw_dir)
-    _, _, cursor = tick(None, instance)
+    write_label_files(raw_dir)
+    observe(instance, raw_dir)
 
     # A copy in progress: train.csv grows between the sensor's two reads.
     def writer_still_appending(seconds: float) -> None:
@@ -89,28 +134,26 @@ def test_half_written_file_is_not_acted_on(raw_dir, instance, monkeypatch):
             handle.write("2,Moderate\n")
 
     monkeypatch.setattr(label_watch, "_pause", writer_still_appending)
-    requests, skip, cursor_after = tick(cursor, instance)
-    assert requests == [] and "still being written" in skip and TRAIN_CSV in skip
-    assert cursor_after == cursor  # the cursor does not move to a half-written hash
+    skip = tick(instance, raw_dir)
+    assert isinstance(skip, SkipReason) and "still being written" in (skip.skip_message or "")
+    assert TRAIN_CSV in (skip.skip_message or "")
 
-    # Once the writer is done, the next tick sees the new content and acts once.
+    # Once the writer is done, the next tick sees the new content and acts.
     monkeypatch.setattr(label_watch, "_pause", lambda seconds: None)
-    requests, skip, new_cursor = tick(cursor, instance)
-    assert len(requests) == 1 and new_cursor != cursor
+    assert isinstance(tick(instance, raw_dir), RunRequest)
 
 
-def test_first_tick_after_a_labels_build_from_the_same_files_skips(raw_dir):
-    from dagster import AssetMaterialization
-
-    write_labels(raw_dir)
-    snapshot = label_watch.read_label_snapshot(raw_dir, settle_seconds=0.0)
-    with DagsterInstance.ephemeral() as fresh:
-        fresh.report_runless_asset_event(
-            AssetMaterialization("labels", metadata={"labels_hash": snapshot.labels_hash})
-        )
-        requests, skip, cursor = tick(None, fresh)
-        assert requests == [] and "already materialized" in skip
-        assert cursor == snapshot.labels_hash
-        (raw_dir / TRAIN_CSV).write_text("study_id,spinal_canal_stenosis_l1_l2\n1,Severe\n")
-        requests, skip, _ = tick(cursor, fresh)
-        assert len(requests) == 1 and requests[0].run_key != snapshot.labels_hash
+def test_observation_of_missing_files_fails_naming_them_and_records_nothing(raw_dir, instance):
+    write_label_files(raw_dir)
+    (raw_dir / COORDINATES_CSV).unlink()
+    result = materialize(
+        [label_files],
+        selection=[LABEL_FILES_KEY],
+        instance=instance,
+        resources={"settings": settings_for(raw_dir)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and COORDINATES_CSV in failure.to_string()
+    assert latest_observation(instance) == (0, None)

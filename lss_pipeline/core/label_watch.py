@@ -1,22 +1,20 @@
-"""Content hash of the label files, and of the installed code, for retraining decisions.
+"""Content hash of the label files: the data version of the `label_files` source asset.
 
-The sensor retrains once per new labels hash; the schedule retrains only when the labels
-hash or the code version differs from the last successful retraining. Both read the
-files through :func:`read_label_snapshot`, which refuses to hash a file that is still
-being written (its size, mtime or content changes between two reads a moment apart).
+Dagster's automation rebuilds what depends on the labels when this hash changes. The files are
+read through :func:`read_label_snapshot`, which refuses to hash a file that is still being
+written (its size, mtime or content changes between two reads a moment apart).
 
-No Dagster here: usable from a notebook (``read_label_snapshot(Settings.from_env().raw_dir)``).
+No Dagster here: usable from a notebook (``read_label_snapshot(settings.paths.label_files)``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-from lss_pipeline.core.constants import LABEL_FILES
 
 SnapshotStatus = Literal["ok", "missing", "unstable"]
 
@@ -83,45 +81,44 @@ def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _read_all(raw_dir: Path, names: tuple[str, ...]) -> tuple[FileState, ...]:
-    return tuple(file_state(raw_dir / name) for name in names)
+def _read_all(files: Sequence[Path]) -> tuple[FileState, ...]:
+    return tuple(file_state(path) for path in files)
 
 
 def read_label_snapshot(
-    raw_dir: str | Path,
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-    names: tuple[str, ...] = LABEL_FILES,
+    files: Sequence[str | Path], settle_seconds: float = DEFAULT_SETTLE_SECONDS
 ) -> LabelSnapshot:
-    """Hash the label files in ``raw_dir`` twice, ``settle_seconds`` apart.
+    """Hash ``files`` (``settings.paths.label_files``) twice, ``settle_seconds`` apart.
 
     Returns status ``missing`` when a file is absent, ``unstable`` when a file is empty
     or changed between the two reads (half-written), else ``ok`` with ``labels_hash``.
     """
-    raw_dir = Path(raw_dir)
-    missing = [name for name in names if not (raw_dir / name).is_file()]
+    paths = tuple(Path(f) for f in files)
+    folder = paths[0].parent if paths else Path()
+    missing = [p.name for p in paths if not p.is_file()]
     if missing:
         return LabelSnapshot(
             status="missing",
-            raw_dir=raw_dir,
-            reason=f"label file(s) missing in {raw_dir}: {', '.join(missing)}",
+            raw_dir=folder,
+            reason=f"label file(s) missing in {folder}: {', '.join(missing)}",
         )
     try:
-        first = _read_all(raw_dir, names)
+        first = _read_all(paths)
         _pause(settle_seconds)
-        second = _read_all(raw_dir, names)
+        second = _read_all(paths)
     except FileNotFoundError as exc:
         # Replaced by a rename between the is_file check and the read: try next tick.
         return LabelSnapshot(
-            status="unstable", raw_dir=raw_dir, reason=f"label file vanished while reading: {exc.filename}"
+            status="unstable", raw_dir=folder, reason=f"label file vanished while reading: {exc.filename}"
         )
 
     changing = [b.name for a, b in zip(first, second) if a != b or b.sha256 == "changing"]
     if changing:
         return LabelSnapshot(
             status="unstable",
-            raw_dir=raw_dir,
+            raw_dir=folder,
             reason=(
-                f"label file(s) still being written in {raw_dir} (size, mtime or content changed "
+                f"label file(s) still being written in {folder} (size, mtime or content changed "
                 f"between two reads {settle_seconds:g} s apart): {', '.join(changing)}"
             ),
             files=second,
@@ -130,35 +127,8 @@ def read_label_snapshot(
     if empty:
         return LabelSnapshot(
             status="unstable",
-            raw_dir=raw_dir,
-            reason=f"label file(s) empty in {raw_dir} (still being written?): {', '.join(empty)}",
+            raw_dir=folder,
+            reason=f"label file(s) empty in {folder} (still being written?): {', '.join(empty)}",
             files=second,
         )
-    return LabelSnapshot(status="ok", raw_dir=raw_dir, labels_hash=combined_hash(second), files=second)
-
-
-def code_version(package_dir: str | Path | None = None) -> str:
-    """sha256 over the relative paths and contents of the package's source files.
-
-    Defaults to the installed ``lss_pipeline`` package; used to tell whether the code
-    changed since the last retraining. Byte caches and editor temp files are ignored.
-    """
-    if package_dir is None:
-        import lss_pipeline
-
-        package_dir = Path(lss_pipeline.__file__).resolve().parent
-    package_dir = Path(package_dir)
-    if not package_dir.is_dir():
-        raise FileNotFoundError(f"package directory not found: {package_dir}")
-    digest = hashlib.sha256()
-    sources = sorted(
-        p for p in package_dir.rglob("*")
-        if p.is_file()
-        and p.suffix in {".py", ".yaml", ".yml", ".json", ".toml", ".html", ".css", ".j2"}
-        and "__pycache__" not in p.parts
-        and not p.name.startswith(".")
-    )
-    for path in sources:
-        rel = path.relative_to(package_dir).as_posix()
-        digest.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    return LabelSnapshot(status="ok", raw_dir=folder, labels_hash=combined_hash(second), files=second)

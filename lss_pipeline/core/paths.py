@@ -23,6 +23,12 @@ from lss_pipeline.core.constants import (
 SYNTH_MANIFEST = "synth_manifest.json"
 # Ground truth of synthetic test studies; never an input of the pipeline (tests score against it).
 SYNTH_SOLUTION = "synth_solution.csv"
+# The repository's deploy/ folder; its dagster.yaml is the instance config of the local deployment.
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
+DAGSTER_YAML = "dagster.yaml"
+DEPLOY_DAGSTER_YAML = DEPLOY_DIR / DAGSTER_YAML
+# The team deployment's instance config: Dagster's storage in PostgreSQL (core/team).
+DEPLOY_DAGSTER_TEAM_YAML = DEPLOY_DIR / "dagster-team.yaml"
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,11 @@ class Paths:
     @property
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster_home"
+
+    @property
+    def dagster_yaml(self) -> Path:
+        """The instance config Dagster reads (a copy of one in deploy/, made by `make ui` and the demo)."""
+        return self.dagster_home / DAGSTER_YAML
 
     @property
     def locks_dir(self) -> Path:

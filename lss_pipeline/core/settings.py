@@ -5,6 +5,9 @@ LSS_RAW_DIR   the RSNA folder (default ``$LSS_DATA_DIR/raw``)
 LSS_PROFILE   ``demo`` (default, CPU minutes) or ``full`` (GPU, thesis sizes)
 LSS_DEPLOYMENT ``local`` (default: embedded sqlite, in-process), ``team`` (Dagster and MLflow on
               PostgreSQL) or ``k8s`` (training steps as GPU pods)
+LSS_RETRAIN_CRON  unset (default): new labels are retrained on at once; a 5-field cron (e.g.
+              ``0 3 * * 1``): periodic retraining, new label files wait for its tick
+LSS_RETRAIN_TIMEZONE  timezone of that cron (default UTC)
 
 Paths of every file live on ``settings.paths`` (``core/paths.py``).
 """
@@ -82,6 +85,8 @@ class Settings:
     raw_dir: Path
     profile_name: str = "demo"
     deployment: Deployment = "local"
+    retrain_cron: str | None = None
+    retrain_timezone: str = "UTC"
 
     @property
     def profile(self) -> Profile:
@@ -121,7 +126,7 @@ class Settings:
         return self.paths.mlflow_artifacts_dir
 
     @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
+    def from_env(cls, environ: os._Environ | dict | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("LSS_DATA_DIR") or "data").expanduser().resolve()
         raw_dir = Path(env.get("LSS_RAW_DIR") or data_dir / "raw").expanduser().resolve()
@@ -131,6 +136,16 @@ class Settings:
         deployment = env.get("LSS_DEPLOYMENT") or "local"
         if deployment not in DEPLOYMENTS:
             raise ValueError(f"LSS_DEPLOYMENT={deployment!r} is not one of {list(DEPLOYMENTS)}")
+        retrain_cron = (env.get("LSS_RETRAIN_CRON") or "").strip() or None
+        if retrain_cron is not None and len(retrain_cron.split()) != 5:
+            raise ValueError(
+                f"LSS_RETRAIN_CRON={retrain_cron!r} is not a 5-field cron string (e.g. '0 3 * * 1')"
+            )
         return cls(
-            data_dir=data_dir, raw_dir=raw_dir, profile_name=profile, deployment=cast(Deployment, deployment)
+            data_dir=data_dir,
+            raw_dir=raw_dir,
+            profile_name=profile,
+            deployment=cast(Deployment, deployment),
+            retrain_cron=retrain_cron,
+            retrain_timezone=env.get("LSS_RETRAIN_TIMEZONE") or "UTC",
         )

@@ -2,25 +2,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from lss_pipeline.core import label_watch
 from lss_pipeline.core.constants import COORDINATES_CSV, LABEL_FILES, SERIES_CSV, TRAIN_CSV
-from lss_pipeline.core.label_watch import code_version, read_label_snapshot
+from lss_pipeline.core.label_watch import read_label_snapshot
+from lss_pipeline.core.paths import Paths
+
+
+def label_files(raw: Path) -> tuple[Path, ...]:
+    return Paths(data_dir=raw.parent, raw_dir=raw).label_files
+
+
+def snapshot(raw: Path, settle_seconds: float = 0) -> label_watch.LabelSnapshot:
+    return read_label_snapshot(label_files(raw), settle_seconds=settle_seconds)
 
 
 def write_labels(raw: Path, train_text: str = "study_id,x\n1,Normal/Mild\n") -> None:
     raw.mkdir(parents=True, exist_ok=True)
     (raw / TRAIN_CSV).write_text(train_text)
-    (raw / COORDINATES_CSV).write_text("study_id,series_id,instance_number,condition,level,x,y\n1,2,3,c,L1/L2,4,5\n")
+    (raw / COORDINATES_CSV).write_text(
+        "study_id,series_id,instance_number,condition,level,x,y\n1,2,3,c,L1/L2,4,5\n"
+    )
     (raw / SERIES_CSV).write_text("study_id,series_id,series_description\n1,2,Sagittal T1\n")
 
 
 def test_hash_is_stable_and_content_based(tmp_path):
     write_labels(tmp_path / "a")
     write_labels(tmp_path / "b")
-    snap_a = read_label_snapshot(tmp_path / "a", settle_seconds=0)
-    snap_b = read_label_snapshot(tmp_path / "b", settle_seconds=0)
+    snap_a = snapshot(tmp_path / "a")
+    snap_b = snapshot(tmp_path / "b")
     assert snap_a.ok and snap_b.ok
     assert len(snap_a.labels_hash) == 64
     # Same names and contents in another folder, written at another time: same hash.
@@ -30,26 +39,26 @@ def test_hash_is_stable_and_content_based(tmp_path):
 
 def test_edit_changes_hash(tmp_path):
     write_labels(tmp_path)
-    before = read_label_snapshot(tmp_path, settle_seconds=0).labels_hash
+    before = snapshot(tmp_path).labels_hash
     (tmp_path / COORDINATES_CSV).write_text((tmp_path / COORDINATES_CSV).read_text() + "1,2,4,c,L2/L3,6,7\n")
-    after = read_label_snapshot(tmp_path, settle_seconds=0).labels_hash
+    after = snapshot(tmp_path).labels_hash
     assert before != after
 
 
 def test_swapping_contents_between_files_changes_hash(tmp_path):
     write_labels(tmp_path)
-    before = read_label_snapshot(tmp_path, settle_seconds=0).labels_hash
+    before = snapshot(tmp_path).labels_hash
     train = (tmp_path / TRAIN_CSV).read_text()
     series = (tmp_path / SERIES_CSV).read_text()
     (tmp_path / TRAIN_CSV).write_text(series)
     (tmp_path / SERIES_CSV).write_text(train)
-    assert read_label_snapshot(tmp_path, settle_seconds=0).labels_hash != before
+    assert snapshot(tmp_path).labels_hash != before
 
 
 def test_missing_file_names_it(tmp_path):
     write_labels(tmp_path)
     (tmp_path / SERIES_CSV).unlink()
-    snap = read_label_snapshot(tmp_path, settle_seconds=0)
+    snap = snapshot(tmp_path)
     assert snap.status == "missing" and snap.labels_hash is None
     assert SERIES_CSV in snap.reason and str(tmp_path) in snap.reason
 
@@ -62,7 +71,7 @@ def test_file_growing_between_reads_is_unstable(tmp_path, monkeypatch):
             handle.write("2,Moderate\n")
 
     monkeypatch.setattr(label_watch, "_pause", append_meanwhile)
-    snap = read_label_snapshot(tmp_path, settle_seconds=0.01)
+    snap = snapshot(tmp_path, settle_seconds=0.01)
     assert snap.status == "unstable" and snap.labels_hash is None
     assert TRAIN_CSV in snap.reason and "still being written" in snap.reason
 
@@ -70,7 +79,7 @@ def test_file_growing_between_reads_is_unstable(tmp_path, monkeypatch):
 def test_empty_file_is_unstable(tmp_path):
     write_labels(tmp_path)
     (tmp_path / TRAIN_CSV).write_text("")
-    snap = read_label_snapshot(tmp_path, settle_seconds=0)
+    snap = snapshot(tmp_path)
     assert snap.status == "unstable" and TRAIN_CSV in snap.reason
 
 
@@ -78,29 +87,5 @@ def test_settle_pause_is_taken(tmp_path, monkeypatch):
     write_labels(tmp_path)
     pauses: list[float] = []
     monkeypatch.setattr(label_watch, "_pause", pauses.append)
-    assert read_label_snapshot(tmp_path, settle_seconds=0.25).ok
+    assert snapshot(tmp_path, settle_seconds=0.25).ok
     assert pauses == [0.25]
-
-
-def test_code_version_tracks_source_changes(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "sub" / "mod.py").write_text("x = 1\n")
-    first = code_version(pkg)
-    # Byte caches do not count.
-    (pkg / "__pycache__").mkdir()
-    (pkg / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0\1")
-    assert code_version(pkg) == first
-    (pkg / "sub" / "mod.py").write_text("x = 2\n")
-    assert code_version(pkg) != first
-
-
-def test_code_version_of_installed_package_is_deterministic():
-    assert code_version() == code_version()
-    assert len(code_version()) == 64
-
-
-def test_code_version_missing_dir_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope"):
-        code_version(tmp_path / "nope")
