@@ -92,35 +92,39 @@ def train_partition(
     ``log`` receives progress lines (pass Dagster's ``context.log``).
     """
     config.validate()
+    if max_folds is not None and max_folds < 1:
+        raise ValueError(f"max_folds must be >= 1 or None, got {max_folds}")
     paths, arch, category = settings.paths, config.arch, config.category
     crops_path, index_path = paths.crops_array(category), paths.crops_index(category)
     weights_path = paths.class_weights(category)
-    if not crops_path.is_file():
-        raise FileNotFoundError(f"crops not found: {crops_path} (materialize level_crops first)")
-    index = read_index(index_path, int(np.load(crops_path, mmap_mode="r").shape[0]))
-    all_folds = cv_folds(index)
-    if not all_folds:
-        raise ValueError(f"{index_path}: no cv row, nothing to train on")
-    if max_folds is not None and max_folds < 1:
-        raise ValueError(f"max_folds must be >= 1 or None, got {max_folds}")
-    folds = all_folds[:max_folds]
+    for path in (crops_path, index_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found (materialize level_crops for {category} first)")
 
-    key = {"config": {k: v for k, v in config.resume_key().items() if k != "val_fold"}, "folds": folds}
+    key = {
+        "config": {k: v for k, v in config.resume_key().items() if k != "val_fold"},
+        "max_folds": max_folds,
+    }
     fingerprint = partition_fingerprint(crops_path, index_path, weights_path)
     state_path = paths.model_training_state(arch, category)
     previous = TrainingState.read(state_path)
     resume_run_id = previous.resumable_run(key, fingerprint) if previous is not None else None
-    if resume_run_id is None:
-        if previous is not None:
-            abandon(previous, log)
-        clear_folds(paths, arch, category, folds)
+    if resume_run_id is None and previous is not None:
+        abandon(previous, log)
 
     experiment = experiment_name(category)
-    run_tags = {**(tags or {}), "arch": arch, "category": category, "folds": ",".join(map(str, folds))}
+    run_tags = {**(tags or {}), "arch": arch, "category": category}
+    # Everything below, input checks included, happens inside the run: a failure leaves it FAILED.
     with tracking.start_run(experiment, f"{arch}-{category}", run_tags, run_id=resume_run_id) as parent:
+        index = read_index(index_path, int(np.load(crops_path, mmap_mode="r").shape[0]))
+        all_folds = cv_folds(index)
+        if not all_folds:
+            raise ValueError(f"{index_path}: no cv row, nothing to train on")
+        folds = all_folds[:max_folds]
         if resume_run_id is not None:
             log.info(f"{arch}/{category}: resuming the interrupted training in MLflow run {parent.run_id}")
         else:
+            clear_folds(paths, arch, category, folds)
             TrainingState(parent.run_id, key, fingerprint).write(state_path)
             parent.log_params(
                 {
