@@ -52,10 +52,13 @@ def test_one_mlflow_run_per_partition_and_registered_models(pipeline):
     for category in ("scs", "nfs", "sbs"):
         runs = mlflow.search_runs(experiment_names=[f"lss-{category}"], output_format="list")
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        assert sorted(r.data.params["arch"] for r in finished) == sorted(ARCHS)
+        # One run per partition, with a nested run per fold.
+        partition_runs = [r for r in finished if "mlflow.parentRunId" not in r.data.tags]
+        assert sorted(r.data.params["arch"] for r in partition_runs) == sorted(ARCHS)
         for run in finished:
             assert run.data.tags["dagster_partition_key"].endswith(category)
-            assert "best_val_macro_recall" in run.data.metrics
+        for run in partition_runs:
+            assert "oof_macro_recall" in run.data.metrics
         versions = MlflowClient().search_model_versions(f"name='lss-{category}'")
         assert len(versions) == len(ARCHS)
 
@@ -128,7 +131,8 @@ def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
     assert result.success
     runs_after = {r.info.run_id for r in mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")}
     versions_after = {v.version for v in client.search_model_versions("name='lss-scs'")}
-    assert runs_before < runs_after and len(runs_after) == len(runs_before) + 1
+    folds = json.loads(settings.paths.model_summary("convnext", "scs").read_text())["folds_trained"]
+    assert runs_before < runs_after and len(runs_after) == len(runs_before) + 1 + len(folds)
     assert versions_before < versions_after
     # Only the report moves the champion alias.
     assert client.get_model_version_by_alias("lss-scs", "champion").version == champion_before
