@@ -16,6 +16,10 @@ export DAGSTER_HOME="$LSS_DATA_DIR/dagster_home"
 DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 MLFLOW_DIR="$LSS_DATA_DIR/mlflow"
+INSTANCE_YAML=deploy/dagster.yaml
+MLFLOW_BACKEND_URI="sqlite:///$MLFLOW_DIR/mlflow.db"
+# LSS_DEPLOYMENT=team: the instance and the MLflow store in PostgreSQL (scripts/team_env.sh).
+[ "${LSS_DEPLOYMENT:-local}" = team ] && source scripts/team_env.sh
 # Dagster runs log to the same sqlite store the MLflow server shows.
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///$MLFLOW_DIR/mlflow.db}"
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
@@ -24,7 +28,7 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:
 
 mkdir -p "$DAGSTER_HOME" "$MLFLOW_DIR/artifacts"
 # The instance config lives in deploy/; the copy in DAGSTER_HOME is what Dagster reads.
-cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+cp "$INSTANCE_YAML" "$DAGSTER_HOME/dagster.yaml"
 "$VENV_BIN/dagster" instance concurrency set gpu "${LSS_GPU_POOL_LIMIT:-1}" >/dev/null
 
 if [ -f workspace.yaml ]; then
@@ -55,7 +59,7 @@ trap stop_all EXIT
 setsid "$VENV_BIN/dagster" dev "${DAGSTER_TARGET[@]}" -h 127.0.0.1 -p "$DAGSTER_PORT" &
 PGIDS+=("$!")
 setsid "$VENV_BIN/mlflow" server \
-    --backend-store-uri "sqlite:///$MLFLOW_DIR/mlflow.db" \
+    --backend-store-uri "$MLFLOW_BACKEND_URI" \
     --artifacts-destination "$MLFLOW_DIR/artifacts" \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 &
 PGIDS+=("$!")
@@ -63,7 +67,7 @@ PGIDS+=("$!")
 cat <<MSG
 
   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (DAGSTER_HOME=$DAGSTER_HOME)
-  MLflow UI:  http://127.0.0.1:$MLFLOW_PORT   (store $MLFLOW_DIR/mlflow.db)
+  MLflow UI:  http://127.0.0.1:$MLFLOW_PORT   (store ${MLFLOW_BACKEND_URI#sqlite:///})
   Ctrl-C stops both.
 
 MSG
