@@ -13,7 +13,7 @@ from typing import cast
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from lss_pipeline.core.constants import ARCHITECTURES, CATEGORIES
-from lss_pipeline.core.paths import DEPLOY_DAGSTER_YAML
+from lss_pipeline.core.paths import DEPLOY_DAGSTER_TEAM_YAML, DEPLOY_DAGSTER_YAML
 from lss_pipeline.core.settings import Deployment, Settings
 from lss_pipeline.partitions import model_partition_key
 
@@ -22,8 +22,8 @@ Step = tuple[tuple[str, ...], str | None]
 
 
 def instance_config_for(deployment: Deployment) -> Path:
-    """The instance config in deploy/ that a deployment's Dagster home gets."""
-    return DEPLOY_DAGSTER_YAML
+    """The instance config in deploy/ that a deployment's Dagster home gets (team: PostgreSQL)."""
+    return DEPLOY_DAGSTER_TEAM_YAML if deployment == "team" else DEPLOY_DAGSTER_YAML
 
 
 @contextmanager
