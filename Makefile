@@ -31,17 +31,7 @@ test: setup
 	$(BIN)/python -m pytest -m "slow and not ui" -q
 
 # Real-browser tests of the Dagster and MLflow UIs (installs Debian's chromium when root).
-test-# Lint, format and type checks (CI runs this too).
-lint: setup
-	$(BIN)/ruff check lss_pipeline lss_pipeline_tests benchmarks
-	$(BIN)/ruff format --check lss_pipeline lss_pipeline_tests benchmarks
-	$(BIN)/mypy lss_pipeline
-
-format: setup
-	$(BIN)/ruff check --fix lss_pipeline lss_pipeline_tests benchmarks
-	$(BIN)/ruff format lss_pipeline lss_pipeline_tests benchmarks
-
-ui: setup
+test-ui: setup
 	bash scripts/install_chromium.sh || echo "Chromium could not be installed: the browser tests will skip, saying why"
 	$(BIN)/python -m pytest -m ui -q
 
@@ -55,6 +45,7 @@ format: setup
 	$(BIN)/ruff check --fix lss_pipeline lss_pipeline_tests benchmarks
 	$(BIN)/ruff format lss_pipeline lss_pipeline_tests benchmarks
 
+# The Dagster UI with its daemon (sensors, automation: retraining on new labels) and the MLflow UI.
 ui: setup
 	bash scripts/ui.sh
 
