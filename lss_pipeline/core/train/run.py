@@ -179,8 +179,9 @@ def _fold(
     with tracking.start_run(
         experiment, f"{config.arch}-{config.category}-fold{k}", fold_tags, run_id=resume_run, nested=True
     ) as fold_run:
-        if resume_run is not None and plan.resume is not None:
-            # Epochs checkpointed but not logged (killed between the two) are logged now, once.
+        if plan.resume is not None:
+            # Checkpointed epochs this run lacks (killed between checkpoint and log, or a new run
+            # for a deleted one) are logged now, once.
             last_logged = tracking.last_step(fold_run.run_id, "val_macro_recall")
             for step, metrics in enumerate(plan.resume["history"]):
                 if step > last_logged:
