@@ -268,6 +268,26 @@ def test_bad_arguments_fail_with_a_clear_error(tmp_path):
         )
 
 
+def test_temp_files_of_a_killed_run_are_removed_and_outputs_replaced_together(tmp_path):
+    paths = _paths(tmp_path)
+    meta = write_series(paths.raw_dir, 1, 2, "Sagittal T2/STIR", [np.ones((8, 8)) * k for k in range(3)],
+                        [(-3.0 * k, 0, 0) for k in range(3)], [1, 2, 3])  # fmt: skip
+    labels = label_rows(
+        [{"study_id": 1, "condition": SCS, "series_id": 2, "instance_number": 2, "x": 4.0, "y": 4.0}]
+    )
+    folder = paths.crops_category_dir("scs")
+    folder.mkdir(parents=True)
+    stale = [folder / ".crops.npy.k1ll3d.tmp.npy", folder / ".index.parquet.k1ll3d.tmp.parquet"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    build_level_crops("scs", meta, labels, None, paths, crop_mm=8, crop_px=4, slices=3, reader=np.load)
+    assert not any(p.exists() for p in stale)
+    first = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert set(first) == {"crops.npy", "index.parquet", "skipped.parquet", "samples.png"}
+    build_level_crops("scs", meta, labels, None, paths, crop_mm=8, crop_px=4, slices=3, reader=np.load)
+    assert all(p.stat().st_mtime_ns != first[p.name] for p in folder.iterdir())
+
+
 @pytest.mark.parametrize("n_rows", [0, 3, 7])
 def test_shrinking_a_npy_file_keeps_its_first_rows(tmp_path, n_rows):
     data = np.arange(7 * 2 * 3, dtype=np.float16).reshape(7, 2, 3)
