@@ -222,6 +222,11 @@ class Paths:
         """A PNG plot of the report (also embedded in the HTML page)."""
         return self.reports_dir / f"{name}.png"
 
+    @staticmethod
+    def version_test_predictions_artifact(registered_model: str, version: str) -> Path:
+        """Where, inside an ``lss-evaluation`` MLflow run, a registered version's test predictions are kept."""
+        return Path("test_predictions") / f"{registered_model}-v{version}.parquet"
+
     # --- services -----------------------------------------------------------------------------
     @property
     def mlflow_dir(self) -> Path:
