@@ -1,13 +1,24 @@
-"""`evaluation_report`: the thesis table, the Kaggle metric, plots; moves the `champion` aliases.
+"""`evaluation_report`: test-split metrics with intervals, the Kaggle metric, the thesis' claims, plots;
+moves the `champion` aliases when a challenger beats the champion on the same test studies.
 
 One call into ``core/evaluate/run.evaluate`` plus metadata for the UI.
 """
 
 import json
+from typing import Literal
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from lss_pipeline.resources import LssSettings, MLflowTracking
+
+
+class EvaluationConfig(Config):
+    n_boot: int = 2000  # bootstrap resamples of the test studies per interval
+    seed: int = 0  # makes the intervals reproducible
+    # A challenger replaces the champion when challenger − champion (test macro recall) exceeds the margin:
+    # "bootstrap" at the lower end of the paired 95 % interval, "difference" as the paired difference.
+    champion_rule: Literal["bootstrap", "difference"] = "bootstrap"
+    champion_margin_pts: float = 0.0
 
 
 @asset(
@@ -15,19 +26,29 @@ from lss_pipeline.resources import LssSettings, MLflowTracking
     deps=["trained_model"],
     kinds={"html", "mlflow"},
     description=(
-        "Macro recall per architecture × category, Kaggle metric, plots, thesis comparison; "
-        "moves the `champion` aliases."
+        "Test-split macro recall per architecture × category with 95 % intervals, Kaggle metric, thesis "
+        "claims, plots; moves `champion` only when a challenger beats it on the same test studies."
     ),
 )
 def evaluation_report(
-    context: AssetExecutionContext, settings: LssSettings, mlflow_tracking: MLflowTracking
+    context: AssetExecutionContext,
+    config: EvaluationConfig,
+    settings: LssSettings,
+    mlflow_tracking: MLflowTracking,
 ) -> MaterializeResult:
-    # MLflow and matplotlib load here, not when the code location loads.
+    # MLflow, torch and matplotlib load here, not when the code location loads.
+    from lss_pipeline.core.evaluate.options import EvaluationOptions
     from lss_pipeline.core.evaluate.run import evaluate
 
     cfg = settings.get()
     mlflow_tracking.configure(cfg)
-    result = evaluate(cfg, tags={"dagster_run_id": context.run.run_id}, progress=context.log.info)
+    options = EvaluationOptions(
+        n_boot=config.n_boot,
+        seed=config.seed,
+        champion_rule=config.champion_rule,
+        champion_margin_pts=config.champion_margin_pts,
+    )
+    result = evaluate(cfg, options, tags={"dagster_run_id": context.run.run_id}, progress=context.log.info)
     report = result.report
     return MaterializeResult(
         metadata={
@@ -37,8 +58,11 @@ def evaluation_report(
             "table": MetadataValue.md(report.markdown_table),
             "partitions": report.metrics.height,
             "missing_partitions": MetadataValue.json([f"{a}|{c}" for a, c in report.missing]),
-            "competition_score": MetadataValue.json(
+            "test_competition_score": MetadataValue.json(
                 {arch: s.get("score") for arch, s in report.competition.items()}
+            ),
+            "thesis_claims": MetadataValue.json(
+                {f"{c.category} convnext>{c.versus}": c.verdict for c in report.claims}
             ),
             "champions": MetadataValue.json(json.loads(json.dumps(result.champions, default=str))),
             "mlflow_run_id": result.mlflow_run_id,

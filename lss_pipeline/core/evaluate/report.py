@@ -24,6 +24,7 @@ from lss_pipeline.core.evaluate.claims import Claim, check_claims
 from lss_pipeline.core.evaluate.kaggle import competition_for_arch, priors_of
 from lss_pipeline.core.evaluate.load import Grid
 from lss_pipeline.core.evaluate.options import EvaluationOptions
+from lss_pipeline.core.evaluate.promote import ChampionOutcome
 from lss_pipeline.core.evaluate.render import Block, render_html, render_markdown
 from lss_pipeline.core.evaluate.table import metrics_table
 from lss_pipeline.core.paths import Paths
@@ -45,8 +46,8 @@ class ReportResult:
     # arch -> Kaggle metric on the test split (competition_for_arch's keys).
     competition: dict[str, dict[str, Any]]
     claims: list[Claim] = field(default_factory=list)
-    # category -> champion (given champions, or choose_champions' candidates).
-    champions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # category -> challenger candidate (best out-of-fold macro recall), whether or not a registry was asked.
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Best MLflow run per arch × category × loss; None when no runs were given.
     loss_table: pl.DataFrame | None = None
 
@@ -106,15 +107,15 @@ def build_report(
     *,
     dataset: dict[str, Any],
     options: EvaluationOptions | None = None,
-    champions: dict[str, dict[str, Any]] | None = None,
+    champions: dict[str, ChampionOutcome] | None = None,
     mlflow_runs: pl.DataFrame | None = None,
     metrics: pl.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ReportResult:
     """Write the report of ``grid``.
 
-    ``champions``: category -> {arch, version, macro_recall, ...}, the models the caller set as
-    ``champion``; None lists choose_champions' candidates instead. ``metrics``: the grid's
+    ``champions``: category -> the champion decision the caller made (``promote.decide_champions``);
+    None lists the challengers the rule would start from. ``metrics``: the grid's
     ``table.metrics_table`` when the caller already computed it.
     """
     say = progress or (lambda _msg: None)
@@ -132,8 +133,8 @@ def build_report(
     blocks += headline_blocks
     blocks += headline.kaggle_blocks(competition, skipped)
     blocks += headline.thesis_blocks(claims, metrics)
-    chosen = champions if champions is not None else (choose_champions(metrics) if len(metrics) else {})
-    blocks += sections.champion_blocks(chosen, aliases_set=champions is not None)
+    candidates = choose_champions(metrics) if len(metrics) else {}
+    blocks += sections.champion_blocks(champions, candidates, options)
     blocks += sections.oof_blocks(metrics)
     loss_blocks, loss_table = sections.loss_blocks(mlflow_runs)
     blocks += loss_blocks
@@ -163,6 +164,6 @@ def build_report(
         missing=list(grid.missing),
         competition=competition,
         claims=claims,
-        champions=chosen,
+        candidates=candidates,
         loss_table=loss_table,
     )

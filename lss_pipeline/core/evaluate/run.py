@@ -1,19 +1,20 @@
-"""Evaluate the trained grid end to end: load every partition once, set champions, write the report,
-and record it all in an MLflow run of experiment ``lss-evaluation``. MLflow must be configured.
+"""Evaluate the trained grid end to end, inside one MLflow run of experiment ``lss-evaluation``:
+load every partition once, decide the champions, write the report and ``champions.json``, and log
+the headline numbers and the decisions. MLflow must be configured (``tracking.configure_mlflow``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
 
 from lss_pipeline.core.atomic import write_json
-from lss_pipeline.core.evaluate.champions import set_champions
 from lss_pipeline.core.evaluate.load import load_grid
 from lss_pipeline.core.evaluate.options import EvaluationOptions
+from lss_pipeline.core.evaluate.promote import ChampionOutcome, decide_champions
 from lss_pipeline.core.evaluate.report import ReportResult, build_report
 from lss_pipeline.core.evaluate.runs import training_runs_table
 from lss_pipeline.core.evaluate.table import metrics_table
@@ -26,7 +27,9 @@ EVALUATION_EXPERIMENT = "lss-evaluation"
 @dataclass
 class EvaluationResult:
     report: ReportResult
+    # category -> champions.json entry (arch, version, registered_model, macro_recall, decision, ...)
     champions: dict[str, dict[str, Any]]
+    outcomes: dict[str, ChampionOutcome]
     mlflow_run_id: str
 
 
@@ -46,6 +49,49 @@ def dataset_info(settings: Settings) -> dict[str, Any]:
     }
 
 
+def champions_json(outcomes: dict[str, ChampionOutcome]) -> dict[str, dict[str, Any]]:
+    """category -> the champion after this evaluation, with its test macro recall and the decision."""
+    out = {}
+    for category, outcome in outcomes.items():
+        d, recall = outcome.decision, outcome.macro_recall
+        out[category] = {
+            "arch": d.champion_after_arch,
+            "version": d.champion_after,
+            "registered_model": d.registered_model,
+            "macro_recall": None if recall is None else recall.point,
+            "macro_recall_ci95": None if recall is None else [recall.lo, recall.hi],
+            **d.as_json(),
+        }
+    return out
+
+
+def _log(report: ReportResult, outcomes: dict[str, ChampionOutcome]) -> None:
+    from lss_pipeline.core.train import tracking
+
+    metrics: dict[str, float] = {}
+    for r in report.metrics.iter_rows(named=True):
+        key = f"{r['arch']}_{r['category']}"
+        for name in ("test_macro_recall", "test_macro_recall_lo", "test_macro_recall_hi", "oof_macro_recall"):
+            metrics[f"{key}_{name}"] = r[name]
+    for arch, score in report.competition.items():
+        metrics[f"{arch}_test_competition_score"] = score["score"]
+    for category, outcome in outcomes.items():
+        comparison = outcome.decision.comparison
+        if comparison is not None:
+            d = comparison.difference
+            metrics |= {
+                f"{category}_challenger_minus_champion_pts": 100 * d.point,
+                f"{category}_challenger_minus_champion_lo_pts": 100 * d.lo,
+                f"{category}_challenger_minus_champion_hi_pts": 100 * d.hi,
+            }
+    tracking.log_metrics(metrics)
+    import mlflow
+
+    mlflow.set_tags({f"{c}_champion_decision": o.decision.outcome for c, o in outcomes.items()})
+    mlflow.set_tags({f"{c}_champion_version": o.decision.champion_after for c, o in outcomes.items()})
+    mlflow.set_tags({f"{c.category}_{c.versus}_claim": c.verdict for c in report.claims})
+
+
 def evaluate(
     settings: Settings,
     options: EvaluationOptions | None = None,
@@ -63,30 +109,22 @@ def evaluate(
     paths = settings.paths
     grid = load_grid(paths, progress=say)
     metrics = metrics_table(grid, options)
-    champions = set_champions(metrics)
-    for category, champ in champions.items():
-        say(f"{champ['registered_model']}@champion -> v{champ['version']} ({champ['arch']}, {category})")
-    write_json(champions, paths.champions_json)
-    report = build_report(
-        grid,
-        paths,
-        dataset=dataset_info(settings),
-        options=options,
-        champions=champions,
-        mlflow_runs=training_runs_table(),
-        metrics=metrics,
-        progress=say,
-    )
+    oof = {(r["arch"], r["category"]): r["oof_macro_recall"] for r in metrics.iter_rows(named=True)}
     with tracking.start_run(EVALUATION_EXPERIMENT, "evaluation-report", dict(tags or {})) as run:
-        tracking.log_params({"partitions": metrics.height, "missing": len(grid.missing)})
-        tracking.log_metrics(
-            {
-                f"{r['arch']}_{r['category']}_test_macro_recall": r["test_macro_recall"]
-                for r in metrics.iter_rows(named=True)
-            }
+        tracking.log_params({**asdict(options), "partitions": metrics.height, "missing": len(grid.missing)})
+        outcomes = decide_champions(grid, oof, paths, options, run.run_id, say)
+        champions = champions_json(outcomes)
+        write_json(champions, paths.champions_json)
+        report = build_report(
+            grid,
+            paths,
+            dataset=dataset_info(settings),
+            options=options,
+            champions=outcomes,
+            mlflow_runs=training_runs_table(),
+            metrics=metrics,
+            progress=say,
         )
-        tracking.log_metrics(
-            {f"{arch}_test_competition_score": s["score"] for arch, s in report.competition.items()}
-        )
+        _log(report, outcomes)
         mlflow.log_artifacts(str(paths.reports_dir), artifact_path="report")
-    return EvaluationResult(report=report, champions=champions, mlflow_run_id=run.run_id)
+    return EvaluationResult(report=report, champions=champions, outcomes=outcomes, mlflow_run_id=run.run_id)

@@ -13,7 +13,16 @@ from lss_pipeline.core.evaluate.bootstrap import CONFIDENCE
 from lss_pipeline.core.evaluate.load import Grid
 from lss_pipeline.core.evaluate.options import EvaluationOptions
 from lss_pipeline.core.evaluate.plots import CLASS_TITLES, arch_title
-from lss_pipeline.core.evaluate.render import Block, fmt_counts, fmt_num, fmt_params, fmt_pct
+from lss_pipeline.core.evaluate.promote import ChampionOutcome
+from lss_pipeline.core.evaluate.render import (
+    Block,
+    fmt_counts,
+    fmt_num,
+    fmt_params,
+    fmt_pct,
+    fmt_pct_ci,
+    fmt_pts_ci,
+)
 from lss_pipeline.core.evaluate.runs import best_runs_by_loss
 
 DATASET_KINDS = ("synthetic", "rsna")
@@ -198,42 +207,81 @@ def loss_blocks(mlflow_runs: pl.DataFrame | None) -> tuple[list[Block], pl.DataF
     return blocks, table
 
 
-def champion_blocks(champions: dict[str, dict[str, Any]], aliases_set: bool) -> list[Block]:
-    from lss_pipeline.core.constants import CATEGORIES
-
-    blocks: list[Block] = [("h", 2, "Champion models")]
-    if aliases_set:
-        blocks.append(
-            (
-                "p",
-                "The registered model alias `champion` of `lss-<category>` was set to the "
-                "version below: the best out-of-fold macro recall, ties broken by fewer MACs.",
-            )
+def champion_blocks(
+    outcomes: dict[str, ChampionOutcome] | None,
+    candidates: dict[str, dict[str, Any]],
+    options: EvaluationOptions,
+) -> list[Block]:
+    """The champion decisions (or, without a registry, the candidates the rule would start from)."""
+    blocks: list[Block] = [("h", 2, "Champion vs challenger")]
+    rule = (
+        "the lower end of the paired 95 % interval of challenger − champion"
+        if options.champion_rule == "bootstrap"
+        else "the paired difference challenger − champion"
+    )
+    blocks.append(
+        (
+            "p",
+            "Per category, the **challenger** is the trained model with the best out-of-fold macro recall "
+            "(ties: fewer MACs), so the test split chooses no architecture. It replaces the `champion` alias "
+            f"of `lss-<category>` only when {rule} in test macro recall exceeds "
+            f"{options.champion_margin_pts:g} percentage points, on the same test studies. The first "
+            "training of a category crowns its challenger. Each decision is tagged on the challenger's "
+            "registered version in MLflow and logged in the `lss-evaluation` run.",
         )
-    else:
-        blocks.append(
-            (
-                "p",
-                "Candidates by best out-of-fold macro recall (ties broken by fewer MACs); "
-                "no registered model alias was set by this report.",
-            )
-        )
-    if not champions:
-        blocks.append(("p", "No trained model yet."))
-        return blocks
-    rows = []
-    for cat in sorted(champions, key=lambda c: CATEGORIES.index(c) if c in CATEGORIES else 99):
-        ch = champions[cat]
-        version = ch.get("version", ch.get("model_version"))
-        rows.append(
+    )
+    if outcomes is None:
+        blocks.append(("p", "No registry was consulted for this report; the challengers would be:"))
+        rows = [
             [
                 cat.upper(),
                 f"`lss-{cat}`",
-                arch_title(str(ch.get("arch"))),
-                "—" if version is None else str(version),
-                fmt_pct(ch.get("macro_recall", ch.get("test_macro_recall"))),
+                arch_title(str(c["arch"])),
+                str(c.get("model_version") or "—"),
+                fmt_pct(c.get("oof_macro_recall")),
+            ]
+            for cat, c in candidates.items()
+        ]
+        headers = ["Category", "Registered model", "Challenger", "Version", "OOF macro recall"]
+        blocks.append(("table", headers, rows))
+        return blocks
+    if not outcomes:
+        blocks.append(("p", "No registered model to judge yet."))
+        return blocks
+    headers = [
+        "Category",
+        "Champion before",
+        "Challenger",
+        "Champion scored from",
+        "Challenger − champion, pts (95 % CI)",
+        "Studies",
+        "n",
+        "Decision",
+        "Champion now",
+        "Champion test macro recall (95 % CI)",
+    ]
+    rows = []
+    for cat, outcome in outcomes.items():
+        d = outcome.decision
+        comparison = d.comparison
+        diff = comparison.difference if comparison else None
+        recall = outcome.macro_recall
+        rows.append(
+            [
+                f"{cat.upper()} (`{d.registered_model}`)",
+                f"v{d.champion_before} ({arch_title(d.champion_before_arch or '?')})"
+                if d.champion_before
+                else "none",
+                f"v{d.challenger} ({arch_title(d.challenger_arch)})",
+                d.champion_source or "—",
+                fmt_pts_ci(100 * diff.point, 100 * diff.lo, 100 * diff.hi) if diff else "—",
+                str(comparison.n_studies) if comparison else "—",
+                fmt_counts(comparison.class_counts) if comparison else "—",
+                f"**{d.outcome}**",
+                f"v{d.champion_after} ({arch_title(d.champion_after_arch)})",
+                fmt_pct_ci(recall.point, recall.lo, recall.hi) if recall else "—",
             ]
         )
-    headers = ["Category", "Registered model", "Architecture", "Version", "Test macro recall"]
     blocks.append(("table", headers, rows))
+    blocks.append(("list", [f"{cat.upper()}: {o.decision.reason}" for cat, o in outcomes.items()]))
     return blocks

@@ -202,11 +202,11 @@ def test_not_reproduced_when_convnext_is_worse_and_comparable_size_is_quiet(tmp_
     assert "the verdict is about size as much as architecture" not in result.markdown_path.read_text()
 
 
-def test_champion_candidates_are_chosen_on_out_of_fold_rows(report):
+def test_challengers_are_chosen_on_out_of_fold_rows(report):
     result, _, _ = report
     # Test split: ConvNeXt perfect on SCS; out-of-fold rows: ResNet (0 wrong) beats ConvNeXt (4 wrong).
-    assert result.champions["scs"]["arch"] == "resnet"
-    assert "no registered model alias was set" in result.markdown_path.read_text()
+    assert result.candidates["scs"]["arch"] == "resnet"
+    assert "No registry was consulted for this report" in result.markdown_path.read_text()
 
 
 def test_choose_champions_ties_go_to_fewer_macs():
