@@ -40,13 +40,23 @@ def image_folders(paths: Paths) -> tuple[Path, ...]:
 
 
 def list_image_files(paths: Paths) -> list[str]:
-    """Non-hidden files under the image folders, as sorted POSIX paths relative to the raw folder."""
+    """Non-hidden files under the image folders, as sorted POSIX paths relative to the raw folder.
+
+    Linked folders are followed (a study or series kept on another disk is still read); a
+    folder reached twice (a link loop) is walked once.
+    """
     found: list[str] = []
     for top in image_folders(paths):
         if not top.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        walked: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+            walked.add(os.path.realpath(dirpath))
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in walked
+            ]
             rel_dir = Path(dirpath).relative_to(paths.raw_dir).as_posix()
             found.extend(f"{rel_dir}/{f}" for f in filenames if not f.startswith("."))
     found.sort()

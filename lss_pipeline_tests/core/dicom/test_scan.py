@@ -251,3 +251,18 @@ def test_synthetic_faults_are_quarantined_and_the_rest_is_sane(synth_faults):
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "SOPInstanceUID"):
         if keyword in one and str(one.get(keyword)):
             assert str(one.get(keyword)) not in dump, keyword
+
+
+def test_linked_study_folders_are_read_and_link_loops_end(tmp_path):
+    """A study kept on another disk and linked into train_images/ is scanned (os.walk skipped it
+    silently); a link back to an ancestor folder does not loop."""
+    raw = tmp_path / "raw"
+    write_mr(raw / "train_images" / "100" / "200" / "1.dcm")
+    elsewhere = tmp_path / "other_disk" / "101"
+    write_mr(elsewhere / "201" / "1.dcm")
+    (raw / "train_images" / "101").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "201" / "loop").symlink_to(raw / "train_images", target_is_directory=True)
+    paths = paths_for(raw)
+    assert list_image_files(paths) == ["train_images/100/200/1.dcm", "train_images/101/201/1.dcm"]
+    metadata, quarantine = scan_dicom_folder(paths, workers=1)
+    assert sorted(metadata["study_id"].to_list()) == [100, 101] and quarantine.is_empty()
