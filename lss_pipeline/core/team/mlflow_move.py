@@ -85,15 +85,27 @@ def move_mlflow_store(
         dest = sa.create_engine(dest_url)
         try:
             _check_same_revision(source, dest)
+            with source.connect() as src, dest.connect() as dst:
+                _refuse_name_clashes(src, dst)
+            copied_to = None
+            if rewrite is not None and artifacts_from is not None and artifacts_to is not None:
+                _copy_artifacts(artifacts_from, artifacts_to, say)
+                copied_to = artifacts_to
             move = _copy_tables(source, dest, rewrite, say)
+            move.artifacts_copied_to = copied_to
         finally:
             source.dispose()
             dest.dispose()
-    if rewrite is not None and artifacts_from is not None and artifacts_to is not None:
+    return move
+
+
+def _copy_artifacts(artifacts_from: Path, artifacts_to: Path, say: Say) -> None:
+    """Files before rows: a location is rewritten only once the files are where it points."""
+    if artifacts_from.is_dir():
         say(f"artifacts: {artifacts_from} -> {artifacts_to}")
         shutil.copytree(artifacts_from, artifacts_to, dirs_exist_ok=True)
-        move.artifacts_copied_to = artifacts_to
-    return move
+    else:
+        say(f"artifacts: no folder at {artifacts_from}, nothing to copy")
 
 
 def _snapshot_sqlite(source_file: Path, snapshot: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,11 +116,18 @@ def setup_team_schemas(
 
             install_instance_config(instance_yaml, dagster_yaml)
             say(f"Dagster: {config.dagster_db} at {config.where} (dagster instance migrate)")
-            migrate_dagster(config, dagster_home, environ)
             say(f"MLflow:  {config.mlflow_db} at {config.where} (mlflow db upgrade)")
-            upgrade_mlflow(
-                config.mlflow_url, tool_env(config, dagster_home, environ), f"database {config.mlflow_db}"
-            )
+            # Two databases, two tools: run them side by side.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                dagster = pool.submit(migrate_dagster, config, dagster_home, environ)
+                mlflow = pool.submit(
+                    upgrade_mlflow,
+                    config.mlflow_url,
+                    tool_env(config, dagster_home, environ),
+                    f"database {config.mlflow_db}",
+                )
+                dagster.result()
+                mlflow.result()
             after = {db: alembic_revision(config, db) for db in created}
         finally:
             lock.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
