@@ -181,6 +181,26 @@ class Paths:
     def localiser_dir(self, category: str) -> Path:
         return self.localisers_dir / category
 
+    def localiser_model(self, category: str) -> Path:
+        """Weights and constructor arguments of the category's localiser (no MLflow needed to load)."""
+        return self.localiser_dir(category) / "model.pt"
+
+    def localiser_summary(self, category: str) -> Path:
+        return self.localiser_dir(category) / "summary.json"
+
+    def localiser_errors(self, category: str) -> Path:
+        """Per labelled test-split point: how far the localised point is from it."""
+        return self.localiser_dir(category) / "errors.parquet"
+
+    def localiser_test_points(self, category: str) -> Path:
+        """The category's points localised on the test-split studies."""
+        return self.localiser_dir(category) / "test_points.parquet"
+
+    @property
+    def localisation_table(self) -> Path:
+        """One row per category: localisation errors on the test split (the evaluation report shows it)."""
+        return self.localisers_dir / "localisation.parquet"
+
     @property
     def predictions_dir(self) -> Path:
         return self.data_dir / "predictions"
@@ -192,6 +212,32 @@ class Paths:
     @property
     def submission_csv(self) -> Path:
         return self.predictions_dir / "submission.csv"
+
+    def study_predictions(self, study_id: int) -> Path:
+        """One graded study of ``predictions``: 25 rows of grades and points."""
+        return self.predictions_dir / "studies" / f"{study_id}.parquet"
+
+    @property
+    def localised_test_predictions(self) -> Path:
+        """Grades of the test-split studies from localised (not labelled) points, for the report."""
+        return self.predictions_dir / "localised_test_predictions.parquet"
+
+    # `lss-pipeline predict --out DIR`: what one graded study folder gets.
+    @staticmethod
+    def study_grades_csv(out_dir: Path) -> Path:
+        return out_dir / "grades.csv"
+
+    @staticmethod
+    def study_grades_json(out_dir: Path) -> Path:
+        return out_dir / "grades.json"
+
+    @staticmethod
+    def study_points_parquet(out_dir: Path) -> Path:
+        return out_dir / "points.parquet"
+
+    @staticmethod
+    def series_overlay_png(out_dir: Path, series_id: int) -> Path:
+        return out_dir / f"series_{series_id}.png"
 
     # --- evaluation ---------------------------------------------------------------------------
     @property
