@@ -56,3 +56,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_dicom_metadata.py
 	$(BIN)/python benchmarks/bench_crops.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_synth.py --studies 60 --workers 1
