@@ -67,6 +67,33 @@ def _chunks_by_study(rel_paths: Sequence[str], workers: int) -> list[list[str]]:
     return chunks
 
 
+def _split_duplicates(rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """Rows with one file per (folder, study, series, instance), and quarantine tuples for the rest.
+
+    Two names can give one instance (``1.dcm`` and ``01.dcm`` from a merged export); labels and
+    crops find instances by number, so only one may stay: the one named ``{instance}.dcm``,
+    else the first in path order.
+    """
+    path_at = HEADER_COLUMNS.index("path")
+    key_end = HEADER_COLUMNS.index("instance_number") + 1
+
+    def rank(row: tuple) -> tuple[bool, str]:
+        name = row[path_at].rsplit("/", 1)[-1]
+        return name != f"{row[key_end - 1]}.dcm", row[path_at]
+
+    kept: dict[tuple, tuple] = {}
+    duplicates: list[tuple] = []
+    for row in sorted(rows, key=rank):
+        key = (row[path_at].split("/", 1)[0], *row[:key_end])
+        if key in kept:
+            duplicates.append((row[path_at], "duplicate_instance", (
+                f"instance {row[key_end - 1]} of series {row[1]} is also {kept[key][path_at]}, which is kept"
+            )))  # fmt: skip
+        else:
+            kept[key] = row
+    return list(kept.values()), duplicates
+
+
 def scan_files(
     rel_paths: Iterable[str],
     root: str | os.PathLike,
@@ -110,6 +137,8 @@ def scan_files(
                 if progress:
                     progress(done, total)
 
+    rows, duplicates = _split_duplicates(rows)
+    bad.extend(duplicates)
     header_schema = {c: METADATA_SCHEMA[c] for c in HEADER_COLUMNS}
     metadata = pl.DataFrame(rows, schema=header_schema, orient="row")
     split = pl.col("path").str.split("/").list.first().replace_strict(SPLIT_OF_FOLDER, default=None)

@@ -64,6 +64,7 @@ ERROR_TYPES: dict[str, str] = {
     "bad_geometry": "a geometry tag has the wrong multiplicity, a non-numeric or degenerate value",
     "unsupported_pixel_layout": "several frames, colour samples, odd bit depths, too few pixel bytes",
     "unsupported_transfer_syntax": "compressed with a syntax no installed decoder handles",
+    "duplicate_instance": "another file of the series has the same instance number (1.dcm and 01.dcm)",
 }
 
 

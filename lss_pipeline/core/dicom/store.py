@@ -7,13 +7,19 @@ readable rows before writing; both must be at least one unless the caller allows
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from lss_pipeline.core import atomic
-from lss_pipeline.core.dicom.layout import image_folders, list_image_files, require_raw_dataset
+from lss_pipeline.core.dicom.layout import (
+    SPLIT_OF_FOLDER,
+    image_folders,
+    list_image_files,
+    require_raw_dataset,
+)
 from lss_pipeline.core.dicom.scan import ProgressFn, read_series_descriptions, scan_dicom_folder
 from lss_pipeline.core.dicom.schema import METADATA_SCHEMA, QUARANTINE_SCHEMA
 from lss_pipeline.core.paths import Paths
@@ -59,6 +65,27 @@ def check_files_found(rel_paths: list[str], paths: Paths, *, allow_empty: bool =
         f"{folder.name}/ {'is empty' if folder.is_dir() else 'is missing'}" for folder in image_folders(paths)
     )
     raise _refuse(f"no image files under {paths.raw_dir} ({found})", paths)
+
+
+def check_series_described(
+    descriptions: pl.DataFrame, rel_paths: list[str], paths: Paths, *, allow_empty: bool = False
+) -> None:
+    """Before the scan: a series CSV with a header and no rows leaves its images undescribed (crops and
+    predictions pick series by description), so it is refused like a header-only label file."""
+    if allow_empty:
+        return
+    files = Counter(SPLIT_OF_FOLDER.get(rel.split("/", 1)[0]) for rel in rel_paths)
+    described = Counter(descriptions["split"].to_list())
+    for split, csv_path, folder in (
+        ("train", paths.series_csv, paths.train_images),
+        ("test", paths.test_series_csv, paths.test_images),
+    ):
+        if csv_path.is_file() and files[split] and not described[split]:
+            raise _refuse(
+                f"{csv_path} has a header and 0 series rows while {folder.name}/ holds {files[split]} image "
+                "files: none of their series would have a description",
+                paths,
+            )
 
 
 def check_rows_readable(
@@ -115,7 +142,7 @@ def ingest_dicom_folder(
     """Scan the raw folder and publish both tables.
 
     What can fail fails before the long scan: no raw dataset, an unwritable output folder, a
-    malformed series CSV, no image file at all.
+    malformed or header-only series CSV, no image file at all.
     """
     require_raw_dataset(paths)
     atomic.check_writable(paths.processed_dir)
@@ -123,6 +150,7 @@ def ingest_dicom_folder(
     descriptions = read_series_descriptions(paths)
     rel_paths = list_image_files(paths)
     check_files_found(rel_paths, paths, allow_empty=allow_empty)
+    check_series_described(descriptions, rel_paths, paths, allow_empty=allow_empty)
     metadata, quarantine = scan_dicom_folder(
         paths, workers=workers, progress=progress, descriptions=descriptions, rel_paths=rel_paths
     )

@@ -266,3 +266,19 @@ def test_linked_study_folders_are_read_and_link_loops_end(tmp_path):
     assert list_image_files(paths) == ["train_images/100/200/1.dcm", "train_images/101/201/1.dcm"]
     metadata, quarantine = scan_dicom_folder(paths, workers=1)
     assert sorted(metadata["study_id"].to_list()) == [100, 101] and quarantine.is_empty()
+
+
+def test_one_instance_under_two_names_is_kept_once(tmp_path):
+    """1.dcm and 01.dcm (a merged export) are one instance: 1.dcm stays, 01.dcm is quarantined, so labels
+    and crops never meet two rows for one instance number."""
+    raw = tmp_path / "raw"
+    series = raw / "train_images" / "100" / "200"
+    write_mr(series / "1.dcm")
+    shutil.copy(series / "1.dcm", series / "01.dcm")
+    write_mr(series / "2.dcm", instance=2)
+    metadata, quarantine = scan_dicom_folder(paths_for(raw), workers=1)
+    assert metadata["path"].to_list() == ["train_images/100/200/1.dcm", "train_images/100/200/2.dcm"]
+    assert quarantine.select("path", "error_type").rows() == [
+        ("train_images/100/200/01.dcm", "duplicate_instance")
+    ]
+    assert "train_images/100/200/1.dcm, which is kept" in quarantine["message"][0]

@@ -129,3 +129,18 @@ def test_publish_checks_the_schema(published):
     metadata, quarantine = store.read_metadata(published)
     with pytest.raises(ValueError, match="schema"):
         store.publish_metadata(metadata.drop("path"), quarantine, published)
+
+
+def test_a_header_only_series_csv_fails_before_the_scan(paths, monkeypatch):
+    """test_series_descriptions.csv with a header and no rows left every test image undescribed."""
+    add_images(paths, 2)
+    write_mr(paths.test_images / "300" / "400" / "1.dcm")
+    paths.series_csv.write_text("study_id,series_id,series_description\n100,200,Sagittal T1\n")
+    paths.test_series_csv.write_text("study_id,series_id,series_description\n")
+    monkeypatch.setattr(store, "scan_dicom_folder", lambda *a, **k: pytest.fail("scanned before the CSV"))
+    expected = r"test_series_descriptions.csv has a header and 0 series rows while test_images/ holds 1 image"
+    with pytest.raises(store.NoImagesError, match=expected):
+        store.ingest_dicom_folder(paths)
+    monkeypatch.undo()
+    result = store.ingest_dicom_folder(paths, workers=1, allow_empty=True)  # on purpose: published
+    assert result.metadata.filter(pl.col("split") == "test")["series_description"].is_null().all()
