@@ -9,6 +9,7 @@ shares; the category shares stay those of ``REAL_CLASS_SHARES``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -58,23 +59,39 @@ REAL_LEVEL_SHARES: dict[str, tuple[tuple[float, float, float], ...]] = {
         (0.714, 0.205, 0.081),
     ),
 }
-GRADE_MODEL: dict[str, object] = {
+
+
+@dataclass(frozen=True)
+class GradeModel:
+    """Loadings of the latent factors behind a study's 25 grades (each cell has unit variance)."""
+
     # Study factor (overall degeneration): loading per category, times a per-level weight
     # (L5/S1 degenerates more on its own than the levels above it).
-    "study_loading": {"scs": 0.504, "nfs": 0.595, "sbs": 0.599},
-    "study_level_weight": (0.986, 1.022, 1.0, 0.884, 0.594),
+    study_loading: dict[str, float]
+    study_level_weight: tuple[float, ...]
     # Level factor shared by every condition at one level (disc bulge, facets); correlated
     # between levels k apart by level_rho ** k.
-    "level_loading": {"scs": 0.815, "nfs": 0.281, "sbs": 0.607},
-    "level_rho": 0.463,
+    level_loading: dict[str, float]
+    level_rho: float
     # One condition (and side) along the spine: correlation trajectory_rho ** k between levels.
-    "trajectory_loading": {"scs": 0.226, "nfs": 0.636, "sbs": 0.487},
-    "trajectory_rho": 0.558,
-    # Left and right of one category at one level (the fit gives none beyond the level factor for SBS).
-    "bilateral_loading": {"nfs": 0.357, "sbs": 0.0},
+    trajectory_loading: dict[str, float]
+    trajectory_rho: float
+    # Left and right of one category at one level.
+    bilateral_loading: dict[str, float]
     # Foramen and recess on the same side at one level.
-    "same_side_loading": {"nfs": 0.312, "sbs": 0.312},
-}
+    same_side_loading: dict[str, float]
+
+
+GRADE_MODEL = GradeModel(
+    study_loading={"scs": 0.504, "nfs": 0.595, "sbs": 0.599},
+    study_level_weight=(0.986, 1.022, 1.0, 0.884, 0.594),
+    level_loading={"scs": 0.815, "nfs": 0.281, "sbs": 0.607},
+    level_rho=0.463,
+    trajectory_loading={"scs": 0.226, "nfs": 0.636, "sbs": 0.487},
+    trajectory_rho=0.558,
+    bilateral_loading={"nfs": 0.357, "sbs": 0.0},  # the fit gives SBS none beyond the level factor
+    same_side_loading={"nfs": 0.312, "sbs": 0.312},
+)
 REAL_GRADE_CORRELATIONS: dict[str, float] = {
     "scs adjacent levels": 0.349,
     "scs levels 2+ apart": 0.129,
@@ -97,22 +114,19 @@ def common_covariance() -> np.ndarray:
     """The 25 × 25 covariance that GRADE_MODEL's factors give the latent grades, in CELLS order;
     its diagonal is each cell's shared variance (the rest, up to 1, is the cell's own)."""
     m = GRADE_MODEL
-    study, weight = m["study_loading"], m["study_level_weight"]
-    level, trajectory = m["level_loading"], m["trajectory_loading"]
-    bilateral, same_side = m["bilateral_loading"], m["same_side_loading"]
     n = len(CELLS)
     cov = np.zeros((n, n))
     for i, (_, ci, si, li) in enumerate(CELLS):
         for j, (_, cj, sj, lj) in enumerate(CELLS):
             a, b = LEVELS.index(li), LEVELS.index(lj)
-            v = study[ci] * weight[a] * study[cj] * weight[b]  # type: ignore[index]
-            v += level[ci] * level[cj] * m["level_rho"] ** abs(a - b)  # type: ignore[index, operator]
+            v = m.study_loading[ci] * m.study_level_weight[a] * m.study_loading[cj] * m.study_level_weight[b]
+            v += m.level_loading[ci] * m.level_loading[cj] * m.level_rho ** abs(a - b)
             if ci == cj and si == sj:
-                v += trajectory[ci] ** 2 * m["trajectory_rho"] ** abs(a - b)  # type: ignore[index, operator]
+                v += m.trajectory_loading[ci] ** 2 * m.trajectory_rho ** abs(a - b)
             if ci == cj and ci != "scs" and a == b and si != sj:
-                v += bilateral[ci] ** 2  # type: ignore[index]
+                v += m.bilateral_loading[ci] ** 2
             if ci != cj and "scs" not in (ci, cj) and si == sj and a == b:
-                v += same_side[ci] * same_side[cj]  # type: ignore[index]
+                v += m.same_side_loading[ci] * m.same_side_loading[cj]
             cov[i, j] = v
     if cov.diagonal().max() >= 1:
         raise ValueError("GRADE_MODEL explains more than all of a cell's variance")

@@ -59,7 +59,8 @@ class SiteProfile:
     def scaled(self, matrix: tuple[int, int], rows: int) -> tuple[int, int]:
         """A matrix at the synthetic set's scale (``rows`` = the plain set's image side)."""
         # At least 32 px: the JPEG 2000 encoder needs that many for its 6 resolution levels.
-        return tuple(max(32, int(round(m * rows / FULL_MATRIX))) for m in matrix)  # type: ignore[return-value]
+        r, c = (max(32, int(round(m * rows / FULL_MATRIX))) for m in matrix)
+        return r, c
 
 
 # One site per transfer syntax; the other habits are spread so that every kind of variety
