@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 from dagster import AssetKey, materialize
+from mlflow.tracking import MlflowClient
 
 from lss_pipeline.assets import evaluate
 from lss_pipeline.core.paths import Paths
@@ -12,20 +15,31 @@ from lss_pipeline_tests.conftest import write_label_files
 from lss_pipeline_tests.core.evaluate.fabricate import write_partition, write_splits
 
 
-def test_evaluation_report_writes_report_and_mlflow_run(tmp_path):
+def test_evaluation_report_writes_report_crowns_champion_and_logs_a_run(tmp_path):
     data, raw = tmp_path / "data", tmp_path / "raw"
     write_label_files(raw)
     paths = Paths(data_dir=data, raw_dir=raw)
-    for cat in ("scs", "nfs", "sbs"):
-        write_partition(paths, "convnext", cat, (1, 1, 1), version=None)
-    write_splits(paths)
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model("lss-scs")
+    (tmp_path / "model").mkdir()
+    version = client.create_model_version(
+        "lss-scs", source=(tmp_path / "model").as_uri(), tags={"arch": "convnext"}
+    )
+    for cat in ("scs", "nfs", "sbs"):
+        write_partition(
+            paths, "convnext", cat, (1, 1, 1), version=str(version.version) if cat == "scs" else None
+        )
+    write_splits(paths)
+
     result = materialize(
         [evaluate.evaluation_report],
         resources={
             "settings": LssSettings(data_dir=str(data), raw_dir=str(raw)),
             "mlflow_tracking": MLflowTracking(tracking_uri=tracking_uri, artifacts_dir=str(tmp_path / "art")),
         },
+        run_config={"ops": {"evaluation_report": {"config": {"n_boot": 200, "champion_margin_pts": 1.0}}}},
     )
     assert result.success
     [event] = [
@@ -33,10 +47,13 @@ def test_evaluation_report_writes_report_and_mlflow_run(tmp_path):
     ]
     metadata = event.materialization.metadata
     assert metadata["report_html"].value == str(paths.report_html) and paths.report_html.is_file()
-    assert paths.report_markdown.is_file() and paths.champions_json.is_file()
-    assert metadata["partitions"].value == 3
+    assert paths.report_markdown.is_file() and metadata["partitions"].value == 3
     assert "| ConvNeXt | SCS |" in metadata["table"].value
-    mlflow.set_tracking_uri(tracking_uri)
+    champions = json.loads(paths.champions_json.read_text())
+    assert set(champions) == {"scs"} and champions["scs"]["decision"] == "crowned"
+    assert champions["scs"]["margin_pts"] == 1.0
+    assert str(client.get_model_version_by_alias("lss-scs", "champion").version) == str(version.version)
     run = mlflow.get_run(metadata["mlflow_run_id"].value)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == result.run_id
+    assert run.data.tags["scs_champion_decision"] == "crowned" and run.data.params["n_boot"] == "200"
+    assert "convnext_scs_test_macro_recall" in run.data.metrics

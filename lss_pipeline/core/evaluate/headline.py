@@ -8,6 +8,7 @@ import polars as pl
 
 from lss_pipeline.core.constants import CATEGORY_NAMES, CLASS_NAMES
 from lss_pipeline.core.evaluate import claims as claims_module
+from lss_pipeline.core.evaluate.calibration import ECE_BINS, T_BOUNDS
 from lss_pipeline.core.evaluate.claims import Claim
 from lss_pipeline.core.evaluate.kaggle import MISSING_ROWS_POLICY
 from lss_pipeline.core.evaluate.metrics import COMPETITION_TERMS
@@ -265,3 +266,50 @@ def thesis_blocks(claims: list[Claim], metrics: pl.DataFrame) -> list[Block]:
         ),
         ("table", headers, rows),
     ]
+
+
+def calibration_blocks(metrics: pl.DataFrame) -> list[Block]:
+    blocks: list[Block] = [
+        ("h", 2, "Calibration: temperature scaling"),
+        (
+            "p",
+            "Class-weighted training skews probabilities towards the rare grades, and the Kaggle metric "
+            "scores probabilities. Each partition gets one temperature T, fitted on its out-of-fold rows "
+            "(plain log loss; the test split plays no part) and applied to its test predictions as "
+            "softmax(log p / T). No argmax changes, so every recall above is unchanged; the Kaggle table "
+            "gives the score before and after. ECE = expected calibration error of the top-class "
+            f"probability over {ECE_BINS} equal-width bins. The fold models' OOF rows are single models "
+            "while the test predictions average them, which is already softer: a T fitted on the former "
+            "may over-soften the latter, and the table shows whether it did. A T on the edge of its search "
+            f"range ({T_BOUNDS[0]:g}–{T_BOUNDS[1]:g}) means the out-of-fold rows are (nearly) separable or "
+            "carry no signal; such a T is marked and not to be trusted.",
+        ),
+    ]
+    if not metrics.height:
+        return blocks
+    headers = [
+        "Architecture",
+        "Category",
+        "T",
+        "OOF rows fitted",
+        "ECE before → after",
+        "Log loss before → after",
+        "Weighted log loss before → after",
+        "n (test)",
+    ]
+    rows = [
+        [
+            arch_title(r["arch"]),
+            r["category"].upper(),
+            fmt_num(r["temperature"], 2)
+            + (" (search bound: not trusted)" if r["temperature_at_bound"] else ""),
+            str(r["temperature_fit_rows"]),
+            f"{fmt_num(r['test_ece'])} → {fmt_num(r['test_ece_calibrated'])}",
+            f"{fmt_num(r['test_log_loss'])} → {fmt_num(r['test_log_loss_calibrated'])}",
+            f"{fmt_num(r['test_weighted_log_loss'])} → {fmt_num(r['test_weighted_log_loss_calibrated'])}",
+            _counts(r),
+        ]
+        for r in metrics.iter_rows(named=True)
+    ]
+    blocks.append(("table", headers, rows))
+    return blocks

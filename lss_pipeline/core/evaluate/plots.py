@@ -114,3 +114,28 @@ def recall_vs_gmacs_png(rows: list[dict[str, Any]], category: str) -> bytes:
     ax.set_title(f"Macro recall vs GMACs · {category.upper()}", fontsize=10)
     ax.grid(alpha=0.3)
     return png_bytes(fig)
+
+
+Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # mean confidence, accuracy, rows per bin
+
+
+def reliability_png(category: str, curves: list[tuple[str, Curve, Curve]]) -> bytes:
+    """Test-split reliability diagrams before and after temperature scaling, one line per architecture."""
+    fig = Figure(figsize=(7.6, 3.4))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, title, after in ((axes[0], "before", False), (axes[1], "after temperature scaling", True)):
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+        for arch, before_curve, after_curve in curves:
+            confidence, accuracy, rows = after_curve if after else before_curve
+            ax.plot(confidence, accuracy, marker="o", color=ARCH_COLORS.get(arch), label=arch_title(arch))
+            ax.scatter(
+                confidence, accuracy, s=4 + 60 * rows / max(rows.max(), 1), color=ARCH_COLORS.get(arch)
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-class probability)")
+        ax.set_title(f"{category.upper()} · test split · {title}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=7, loc="upper left")
+    return png_bytes(fig)

@@ -19,6 +19,12 @@ from lss_pipeline.core import atomic
 from lss_pipeline.core.constants import CATEGORIES
 from lss_pipeline.core.evaluate import headline, plots, sections
 from lss_pipeline.core.evaluate.bootstrap import seed_for
+from lss_pipeline.core.evaluate.calibration import (
+    apply_temperature,
+    calibrated_table,
+    labelled_arrays,
+    reliability,
+)
 from lss_pipeline.core.evaluate.champions import choose_champions
 from lss_pipeline.core.evaluate.claims import Claim, check_claims
 from lss_pipeline.core.evaluate.kaggle import competition_for_arch, priors_of
@@ -53,7 +59,7 @@ class ReportResult:
 
 
 def kaggle_per_arch(
-    grid: Grid, options: EvaluationOptions, progress: Callable[[str], None]
+    grid: Grid, metrics: pl.DataFrame, options: EvaluationOptions, progress: Callable[[str], None]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
     """arch -> Kaggle metric of its test predictions (OOF label priors); arch -> categories it lacks."""
     competition: dict[str, dict[str, Any]] = {}
@@ -64,15 +70,36 @@ def kaggle_per_arch(
         if lacking:
             skipped[arch] = lacking
             continue
+        priors = priors_of({c: p.oof for c, p in have.items()})
+        seed = seed_for(f"kaggle|{arch}", options.seed)
+        tables = {c: p.test for c, p in have.items()}
         competition[arch] = competition_for_arch(
-            {c: p.test for c, p in have.items()},
-            grid.labels,
-            priors_of({c: p.oof for c, p in have.items()}),
-            n_boot=options.n_boot,
-            seed=seed_for(f"kaggle|{arch}", options.seed),
+            tables, grid.labels, priors, n_boot=options.n_boot, seed=seed
         )
+        temperatures = {
+            r["category"]: r["temperature"]
+            for r in metrics.filter(pl.col("arch") == arch).iter_rows(named=True)
+        }
+        calibrated = {c: calibrated_table(t, temperatures[c]) for c, t in tables.items()}
+        after = competition_for_arch(calibrated, grid.labels, priors, n_boot=options.n_boot, seed=seed)
+        competition[arch] |= {f"calibrated_{k}": after[k] for k in ("score", "score_lo", "score_hi")}
         progress(f"{arch}: Kaggle score on the test split {competition[arch]['score']:.4f}")
     return competition, skipped
+
+
+def _reliability_plots(grid: Grid, metrics: pl.DataFrame) -> list[tuple[str, str, bytes]]:
+    temperatures = {(r["arch"], r["category"]): r["temperature"] for r in metrics.iter_rows(named=True)}
+    out = []
+    for cat in grid.categories:
+        curves = []
+        for partition in grid.of_category(cat):
+            proba, labels = labelled_arrays(partition.test)
+            after = apply_temperature(proba, temperatures[(partition.arch, cat)])
+            curves.append((partition.arch, reliability(proba, labels), reliability(after, labels)))
+        if curves:
+            caption = f"Reliability diagram (test split), {cat.upper()}, before and after temperature scaling"
+            out.append((f"reliability_{cat}", caption, plots.reliability_png(cat, curves)))
+    return out
 
 
 def _plots(metrics: pl.DataFrame, categories: tuple[str, ...]) -> list[tuple[str, str, bytes]]:
@@ -121,7 +148,7 @@ def build_report(
     say = progress or (lambda _msg: None)
     options = (options or EvaluationOptions()).validate()
     metrics = metrics if metrics is not None else metrics_table(grid, options)
-    competition, skipped = kaggle_per_arch(grid, options, say)
+    competition, skipped = kaggle_per_arch(grid, metrics, options, say)
     claims = check_claims(grid, options)
 
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -133,13 +160,14 @@ def build_report(
     blocks += headline_blocks
     blocks += headline.kaggle_blocks(competition, skipped)
     blocks += headline.thesis_blocks(claims, metrics)
+    blocks += headline.calibration_blocks(metrics)
     candidates = choose_champions(metrics) if len(metrics) else {}
     blocks += sections.champion_blocks(champions, candidates, options)
     blocks += sections.oof_blocks(metrics)
     loss_blocks, loss_table = sections.loss_blocks(mlflow_runs)
     blocks += loss_blocks
 
-    made = _plots(metrics, grid.categories)
+    made = _plots(metrics, grid.categories) + _reliability_plots(grid, metrics)
     if made:
         blocks.append(("h", 2, "Plots"))
         blocks += [("img", paths.report_plot(stem).name, caption, png) for stem, caption, png in made]

@@ -18,6 +18,7 @@ from lss_pipeline.core.evaluate.bootstrap import (
     recall_intervals,
     seed_for,
 )
+from lss_pipeline.core.evaluate.calibration import calibrate, calibrated_table
 from lss_pipeline.core.evaluate.load import Grid, Partition
 from lss_pipeline.core.evaluate.metrics import classification_metrics
 from lss_pipeline.core.evaluate.options import EvaluationOptions
@@ -54,6 +55,15 @@ METRICS_SCHEMA: dict[str, Any] = {
     **{f"test_cm_true{i}_pred{j}": pl.Int64 for i in range(3) for j in range(3)},
     "test_macro_recall_pct_per_gmac": pl.Float64,
     **_with_ci("test_delta_vs_resnet_pts"),
+    # Temperature scaling: T fitted on the out-of-fold rows, measured on the test split.
+    "temperature": pl.Float64,
+    "temperature_at_bound": pl.Boolean,
+    "temperature_fit_rows": pl.Int64,
+    "test_ece": pl.Float64,
+    "test_ece_calibrated": pl.Float64,
+    "test_log_loss": pl.Float64,
+    "test_log_loss_calibrated": pl.Float64,
+    "test_weighted_log_loss_calibrated": pl.Float64,
     # Cross-validation: every cv study scored by the fold model that did not train on it.
     "oof_cv_studies": pl.Int64,
     "oof_n_studies": pl.Int64,
@@ -122,6 +132,20 @@ def partition_row(partition: Partition, options: EvaluationOptions) -> dict[str,
     for i in range(3):
         for j in range(3):
             row[f"test_cm_true{i}_pred{j}"] = test["confusion_matrix"][i][j]
+
+    calibration = calibrate(partition.oof, partition.test)
+    row.update(
+        temperature=calibration.temperature,
+        temperature_at_bound=calibration.at_bound,
+        temperature_fit_rows=calibration.n_fit_rows,
+        test_ece=calibration.ece_before,
+        test_ece_calibrated=calibration.ece_after,
+        test_log_loss=calibration.nll_before,
+        test_log_loss_calibrated=calibration.nll_after,
+        test_weighted_log_loss_calibrated=_scored(calibrated_table(partition.test, calibration.temperature))[
+            "weighted_log_loss"
+        ],
+    )
 
     oof = _scored(partition.oof)
     coverage = summary.get("coverage")

@@ -85,7 +85,8 @@ def test_files_written(report):
     for path in (*tables, *(paths.report_plot(stem) for stem in plot_stems)):
         assert path.is_file(), path
     assert not list(paths.reports_dir.glob(".*tmp*")), "temp files left behind"
-    assert len(result.plot_paths) == 5 + 3 + 3
+    assert len(result.plot_paths) == 5 + 3 + 3 + 3  # confusion, recall bars, recall vs GMACs, reliability
+    assert paths.report_plot("reliability_scs").is_file()
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in result.plot_paths)
     html = result.html_path.read_text()
     assert html.count('<img src="data:image/png;base64,') == len(result.plot_paths)
@@ -285,6 +286,21 @@ def test_bad_partition_names_the_file_and_writes_nothing(tmp_path):
     paths.model_summary("resnet", "nfs").write_text(json.dumps({"arch": "swin", "category": "nfs"}))
     with pytest.raises(ValueError, match="summary.json.*arch"):
         load_partition(paths, "resnet", "nfs")
+
+
+def test_calibration_is_fitted_on_oof_rows_and_reported_before_and_after(report):
+    result, _, _ = report
+    row = _row(result, "convnext", "nfs")
+    assert row["temperature_fit_rows"] == row["oof_n_rows"] and row["temperature"] > 0
+    assert row["test_ece_calibrated"] is not None and row["test_log_loss_calibrated"] is not None
+    got = result.competition["convnext"]
+    assert got["calibrated_score"] != got["score"]
+    assert got["calibrated_score_lo"] <= got["calibrated_score"] <= got["calibrated_score_hi"]
+    md = result.markdown_path.read_text()
+    assert "## Calibration: temperature scaling" in md and "ECE before → after" in md
+    assert "Score after temperature scaling (95 % CI)" in md
+    # Perfect out-of-fold rows (ResNet SCS) push T to the edge of its range: flagged, not trusted.
+    assert _row(result, "resnet", "scs")["temperature_at_bound"] and "(search bound: not trusted)" in md
 
 
 def test_bad_dataset_info(tmp_path):
