@@ -25,6 +25,9 @@ from lss_pipeline.core.evaluate.render import (
 )
 from lss_pipeline.core.markdown import markdown_rows
 
+# Below this many labelled test rows a class's recall moves by 5 points or more per row.
+FEW_TEST_ROWS = 20
+
 
 def _counts(r: dict[str, Any], prefix: str = "test") -> str:
     return fmt_counts([r[f"{prefix}_n_{c}"] for c in CLASS_NAMES])
@@ -83,6 +86,20 @@ def headline_blocks(metrics: pl.DataFrame) -> tuple[list[Block], str]:
         return blocks, "No trained partition found."
     headers, rows = headline_table(metrics)
     blocks.append(("table", headers, rows))
+    few = [
+        f"{arch_title(r['arch'])} {r['category'].upper()} {title} (n = {r[f'test_n_{c}']})"
+        for r in metrics.iter_rows(named=True)
+        for c, title in zip(CLASS_NAMES, CLASS_TITLES, strict=True)
+        if r[f"test_n_{c}"] < FEW_TEST_ROWS
+    ]
+    if few:
+        blocks.append(
+            (
+                "note",
+                f"Fewer than {FEW_TEST_ROWS} labelled test rows, so that recall is a coarse estimate with a "
+                f"wide interval: {'; '.join(few)}.",
+            )
+        )
     per_class_headers = ["Architecture", "Category", *[f"Recall {t} (95 % CI), n" for t in CLASS_TITLES]]
     per_class = [
         [arch_title(r["arch"]), r["category"].upper()]

@@ -125,6 +125,7 @@ def test_headline_comes_from_the_test_split_with_intervals_and_counts(report):
     md = result.markdown_path.read_text()
     assert "17 / 17 / 16" in md and "34 / 33 / 33" in md  # n per class, test split
     assert "100.0 % (100.0–100.0)" in md
+    assert "Fewer than 20 labelled test rows" in md and "ConvNeXt SCS Moderate (n = 17)" in md
     assert "| ConvNeXt | SCS |" in result.markdown_table
 
 
