@@ -50,22 +50,24 @@ WRONG_SIDE = "wrong_side"
 FORAMEN_SLICE_SIDE = "foramen_slice_side"
 LR_SAME_INSTANCE = "lr_same_instance"
 FAR_OFF = "far_off"
-# reason -> what it means (the check shows it beside the counts).
-REASONS: dict[str, str] = {
-    LEVEL_ORDER: "level not below the level above it (patient z)",
-    LEVEL_SPACING: "adjacent levels closer than 15 mm or further than 60 mm apart per level step",
-    WRONG_SIDE: "subarticular point not at least 2 mm on its side of the canal mid-line",
-    FORAMEN_SLICE_SIDE: "foraminal slice not at least 2 mm on the point's side of the canal mid-line",
-    LR_SAME_INSTANCE: "foraminal point on an instance holding as many or more points of the other side",
-    FAR_OFF: "over 100 px off the spine line through the study's other levels of the condition",
-}
-# Reasons measurable from the coordinate CSV alone (no dicom_metadata).
-CSV_ONLY_REASONS: tuple[str, ...] = (LR_SAME_INSTANCE,)
 
 MIN_LEVEL_SPACING_MM = 15.0
 MAX_LEVEL_SPACING_MM = 60.0
 MIN_SIDE_OFFSET_MM = 2.0
 FAR_OFF_PX = 100.0
+# reason -> what it means (the check shows it beside the counts).
+REASONS: dict[str, str] = {
+    LEVEL_ORDER: "level not below the level above it (patient z)",
+    LEVEL_SPACING: f"adjacent levels closer than {MIN_LEVEL_SPACING_MM:g} mm or further than "
+    f"{MAX_LEVEL_SPACING_MM:g} mm apart per level step",
+    WRONG_SIDE: f"subarticular point not at least {MIN_SIDE_OFFSET_MM:g} mm on its side of the canal "
+    "mid-line",
+    FORAMEN_SLICE_SIDE: f"foraminal slice not at least {MIN_SIDE_OFFSET_MM:g} mm on the point's side of the "
+    "canal mid-line",
+    LR_SAME_INSTANCE: "foraminal point on an instance holding as many or more points of the other side "
+    "(needs no image)",
+    FAR_OFF: f"over {FAR_OFF_PX:g} px off the spine line through the study's other levels of the condition",
+}
 
 OFFENDER_SCHEMA: dict[str, pl.DataType] = {
     "study_id": pl.Int64(),
@@ -110,7 +112,7 @@ def patient_points(labels: pl.DataFrame, metadata: pl.DataFrame) -> pl.DataFrame
     geometry = (
         metadata.select(
             *_KEY, *IPP_COLUMNS, *IOP_ROW_COLUMNS, *IOP_COL_COLUMNS, "pixel_spacing_row", "pixel_spacing_col"
-        )  # fmt: skip
+        )
         .unique(subset=list(_KEY), keep="first")
         .drop_nulls()
     )
