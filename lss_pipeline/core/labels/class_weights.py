@@ -28,6 +28,7 @@ import polars as pl
 
 from lss_pipeline.core import constants
 from lss_pipeline.core.atomic import write_json
+from lss_pipeline.core.markdown import markdown_rows
 
 SCHEMES: tuple[str, ...] = ("inverse_frequency", "effective_number", "competition")
 NORMALISATION = (
@@ -123,13 +124,6 @@ def compute_class_weights(
 def class_weights_markdown(weights: dict) -> str:
     """A Markdown table: one row per validation fold with train counts and the three weight vectors."""
     names = weights["class_names"]
-    lines = [
-        f"Class weights, {weights['category']} (beta: {weights['beta']}; counts over the cv training "
-        f"folds, never the test split; classes {', '.join(names)})",
-        "",
-        "| val fold | train counts | beta | inverse frequency | effective number | competition |",
-        "|---|---|---|---|---|---|",
-    ]
 
     def fmt(values: list[float]) -> str:
         return " / ".join(f"{v:.3g}" for v in values)
@@ -137,13 +131,23 @@ def class_weights_markdown(weights: dict) -> str:
     entries = list(weights["by_val_fold"].items())
     if "all_folds" in weights:
         entries.append(("all", weights["all_folds"]))
-    for fold, entry in entries:
-        w = entry["weights"]
-        lines.append(
-            f"| {fold} | {' / '.join(str(c) for c in entry['train_counts'])} | {entry['beta']:.6g} "
-            f"| {fmt(w['inverse_frequency'])} | {fmt(w['effective_number'])} | {fmt(w['competition'])} |"
+    rows = [
+        (
+            fold,
+            " / ".join(str(c) for c in entry["train_counts"]),
+            f"{entry['beta']:.6g}",
+            fmt(entry["weights"]["inverse_frequency"]),
+            fmt(entry["weights"]["effective_number"]),
+            fmt(entry["weights"]["competition"]),
         )
-    return "\n".join(lines) + "\n"
+        for fold, entry in entries
+    ]
+    title = (
+        f"Class weights, {weights['category']} (beta: {weights['beta']}; counts over the cv training "
+        f"folds, never the test split; classes {', '.join(names)})"
+    )
+    headers = ("val fold", "train counts", "beta", "inverse frequency", "effective number", "competition")
+    return f"{title}\n\n{markdown_rows(headers, rows)}\n"
 
 
 def write_class_weights(weights: dict, target: str | os.PathLike) -> Path:
