@@ -10,8 +10,10 @@ from lss_pipeline.core.settings import Deployment
 
 ingest_job = define_asset_job(
     "ingest_job",
-    selection=AssetSelection.assets("dicom_metadata", "labels", "data_splits"),
-    description="DICOM headers → metadata + quarantine; label tables → tidy labels; study folds.",
+    # Observing label_files first records which label files were read, so the automation does
+    # not rebuild from them a second time.
+    selection=AssetSelection.assets("label_files", "dicom_metadata", "labels", "data_splits"),
+    description="Label files observed; DICOM headers → metadata + quarantine; tidy labels; study splits.",
 )
 crops_job = define_asset_job(
     "crops_job",

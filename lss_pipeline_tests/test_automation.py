@@ -3,40 +3,53 @@ partition downstream exactly once; the same files, observed again, rebuild nothi
 
 The daemon's loop is played here with Dagster's test API (`evaluate_automation_conditions`): each
 tick's requests are carried out at once, observations by the real observe function, asset
-partitions as recorded materializations (the assets' own work is tested elsewhere).
+partitions by stand-ins (automation_harness.py; the assets' own work is tested elsewhere).
 """
 
 import datetime
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AssetSelection,
-    AssetSpec,
     AutomationConditionSensorDefinition,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
-    MaterializeResult,
+    EvaluateAutomationConditionsResult,
+    RunsFilter,
     evaluate_automation_conditions,
     map_asset_specs,
     materialize,
-    multi_asset,
 )
 
 from lss_pipeline.assets.sources import LABEL_FILES_KEY, label_files
 from lss_pipeline.automation import automation_sensor, label_observation_condition
 from lss_pipeline.core.constants import TRAIN_CSV
+from lss_pipeline.core.paths import DAGSTER_YAML, DEPLOY_DAGSTER_YAML
 from lss_pipeline.core.settings import Settings
 from lss_pipeline.definitions import build_definitions
 from lss_pipeline.resources import LssSettings
+from lss_pipeline.sensors import label_files_sensor
+from lss_pipeline_tests.automation_harness import (
+    Partition,
+    add_dynamic_partitions,
+    downstream_of_labels,
+    every_partition,
+    stand_ins,
+    toposorted,
+)
 from lss_pipeline_tests.conftest import write_label_files
 
 pytestmark = [
@@ -49,6 +62,7 @@ pytestmark = [
 ]
 
 WEEKLY = "0 3 * * 1"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def next_monday_3am() -> datetime.datetime:
@@ -58,76 +72,6 @@ def next_monday_3am() -> datetime.datetime:
     return day + datetime.timedelta(days=(7 - day.weekday()) % 7)
 
 
-Partition = tuple[str, str | None]
-CheckRun = tuple[str, Partition]  # (check name, the asset partition it checks)
-
-
-def toposorted(defs: Definitions, keys: set[AssetKey]) -> list[AssetKey]:
-    graph = defs.resolve_asset_graph()
-    done: list[AssetKey] = []
-
-    def visit(key: AssetKey) -> None:
-        if key in done:
-            return
-        for parent in graph.get(key).parent_keys:
-            if parent in keys:
-                visit(parent)
-        done.append(key)
-
-    for key in sorted(keys):
-        visit(key)
-    return done
-
-
-def every_partition(defs: Definitions, keys: set[AssetKey]) -> list[Partition]:
-    graph = defs.resolve_asset_graph()
-    out: list[Partition] = []
-    for key in toposorted(defs, keys):
-        partitions_def = graph.get(key).partitions_def
-        names = partitions_def.get_partition_keys() if partitions_def else [None]
-        out += [(key.to_user_string(), name) for name in names]
-    return out
-
-
-def stand_ins(defs: Definitions, failing_checks: set[CheckRun]) -> list[AssetsDefinition]:
-    """One trivial asset per real one: same key, deps, partitions, code version and checks.
-
-    Runs of these put the same events in the instance as runs of the real assets (a
-    materialization, then the asset's checks in the same run) in milliseconds.
-    """
-    graph = defs.resolve_asset_graph()
-    stand_ins = []
-    for assets_def in defs.assets or []:
-        if not isinstance(assets_def, AssetsDefinition) or not assets_def.is_materializable:
-            continue
-        for spec in assets_def.specs:
-            checks = [
-                AssetCheckSpec(
-                    key.name,
-                    asset=key.asset_key,
-                    blocking=graph.get(key).blocking,
-                    partitions_def=graph.get(key).partitions_def,
-                )
-                for key in graph.get_check_keys_for_assets({spec.key})
-            ]
-            stand_ins.append(stand_in(spec, checks, failing_checks))
-    return stand_ins
-
-
-def stand_in(
-    spec: AssetSpec, checks: list[AssetCheckSpec], failing: set[tuple[str, Partition]]
-) -> AssetsDefinition:
-    @multi_asset(name=f"stand_in_{spec.key.to_python_identifier()}", specs=[spec], check_specs=checks)
-    def _run(context: AssetExecutionContext):
-        partition = context.partition_key if context.has_partition_key else None
-        yield MaterializeResult(asset_key=spec.key)
-        for check in checks:
-            failed = (check.name, (spec.key.to_user_string(), partition)) in failing
-            yield AssetCheckResult(asset_key=spec.key, check_name=check.name, passed=not failed)
-
-    return _run
-
-
 @dataclass
 class Daemon:
     """The automation sensor's loop: evaluate, then carry out what was requested, in order."""
@@ -135,9 +79,8 @@ class Daemon:
     defs: Definitions
     settings: Settings
     instance: DagsterInstance
-    cursor: object = None  # the evaluator's cursor, carried from tick to tick
+    last: EvaluateAutomationConditionsResult | None = None  # its cursor carries from tick to tick
     requested: list[list[Partition]] = field(default_factory=list)
-    failing_checks: set[CheckRun] = field(default_factory=set)
 
     def observe_label_files(self) -> None:
         resources = {
@@ -150,7 +93,7 @@ class Daemon:
 
     def record(self, partitions: list[Partition]) -> None:
         """One run per asset partition (the backfill of a tick runs them in dependency order)."""
-        assets = stand_ins(self.defs, self.failing_checks)
+        assets = stand_ins(self.defs)
         for name, partition in partitions:
             if name == LABEL_FILES_KEY.to_user_string():
                 self.observe_label_files()
@@ -159,9 +102,12 @@ class Daemon:
 
     def tick(self, when: datetime.datetime | None = None) -> list[Partition]:
         result = evaluate_automation_conditions(
-            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=when
+            defs=self.defs,
+            instance=self.instance,
+            cursor=self.last.cursor if self.last else None,
+            evaluation_time=when,
         )
-        self.cursor = result.cursor
+        self.last = result
         keys = {
             key
             for key in self.defs.resolve_asset_graph().get_all_asset_keys()
@@ -186,11 +132,6 @@ class Daemon:
         raise AssertionError(f"still requesting after {max_ticks} ticks: {self.requested[start:]}")
 
 
-def downstream_of_labels(defs: Definitions) -> set[AssetKey]:
-    graph = defs.resolve_asset_graph()
-    return AssetSelection.assets(LABEL_FILES_KEY).downstream(include_self=False).resolve(graph)
-
-
 @pytest.fixture
 def settings(watched_raw_dir: Path, tmp_path: Path) -> Settings:
     write_label_files(watched_raw_dir)
@@ -210,8 +151,9 @@ def built_daemon(
     """State after `lss-pipeline demo`: label files observed, every partition built, first tick done."""
     defs = defs or build_definitions(settings)
     daemon = Daemon(defs=defs, settings=settings, instance=instance)
+    add_dynamic_partitions(defs, instance, ["test_study_1", "test_study_2"])
     daemon.observe_label_files()
-    daemon.record(every_partition(defs, downstream_of_labels(defs)))
+    daemon.record(every_partition(defs, downstream_of_labels(defs), instance))
     assert daemon.settle(when) == []
     return daemon
 
@@ -223,14 +165,18 @@ def test_new_label_files_rebuild_every_downstream_partition_exactly_once(setting
 
     requested = daemon.settle()
 
-    expected = every_partition(daemon.defs, downstream_of_labels(daemon.defs))
+    expected = every_partition(daemon.defs, downstream_of_labels(daemon.defs), daemon.instance)
     counts = Counter(requested)
     assert sorted(counts) == sorted(expected)
     assert set(counts.values()) == {1}, {p: n for p, n in counts.items() if n != 1}
     assert ("trained_model", "swin|sbs") in counts and ("level_crops", "nfs") in counts
-    # The labels are rebuilt in the first tick, the report in the last one that requests anything.
+    # The labels first; the report only once every model is trained.
     ticks = [tick for tick in daemon.requested if tick]
-    assert ("labels", None) in ticks[-3] and ticks[-1] == [("evaluation_report", None)]
+    tick_of = {partition: number for number, tick in enumerate(ticks) for partition in tick}
+    assert tick_of[("labels", None)] == 0
+    assert tick_of[("evaluation_report", None)] > max(
+        n for (name, _), n in tick_of.items() if name == "trained_model"
+    )
 
 
 def test_the_same_label_files_observed_again_rebuild_nothing(settings, instance):
@@ -267,7 +213,7 @@ def with_code_version(defs: Definitions, name: str, version: str) -> Definitions
             lambda spec: (
                 spec.replace_attributes(code_version=version) if spec.key == AssetKey(name) else spec
             ),
-            defs.assets or [],
+            [assets_def for assets_def in defs.assets or [] if isinstance(assets_def, AssetsDefinition)],
         ),
         asset_checks=defs.asset_checks,
         resources=defs.resources,
@@ -283,7 +229,7 @@ def test_a_new_code_version_rebuilds_that_asset_and_what_depends_on_it(settings,
     requested = daemon.settle()
 
     downstream = AssetSelection.assets("trained_model").downstream().resolve(graph)
-    assert sorted(requested) == sorted(every_partition(daemon.defs, downstream))
+    assert sorted(requested) == sorted(every_partition(daemon.defs, downstream, daemon.instance))
     assert Counter(name for name, _ in requested)["trained_model"] == 9
     assert daemon.settle() == []  # once
 
@@ -291,7 +237,7 @@ def test_a_new_code_version_rebuilds_that_asset_and_what_depends_on_it(settings,
 def test_periodic_retraining_looks_at_new_labels_at_its_cron_tick_only(settings, instance):
     periodic = Settings(data_dir=settings.data_dir, raw_dir=settings.raw_dir, retrain_cron=WEEKLY)
     defs = build_definitions(periodic)
-    assert [s.name for s in defs.sensors] == [automation_sensor.name]  # no label-file sensor
+    assert label_files_sensor.name not in {s.name for s in defs.sensors or []}
     monday = next_monday_3am()
     daemon = built_daemon(periodic, instance, defs, when=monday - datetime.timedelta(days=2))
 
@@ -299,15 +245,19 @@ def test_periodic_retraining_looks_at_new_labels_at_its_cron_tick_only(settings,
     write_label_files(settings.raw_dir, severity="Severe")
     assert daemon.settle(when=monday - datetime.timedelta(days=1)) == []
     daemon.defs = with_code_version(daemon.defs, "trained_model", "edited")
-    sunday = Counter(name for name, _ in daemon.settle(when=monday - datetime.timedelta(hours=12)))
-    assert sunday == Counter({"trained_model": 9, "evaluation_report": 1})
+    sunday = daemon.settle(when=monday - datetime.timedelta(hours=12))
+    graph = daemon.defs.resolve_asset_graph()
+    after_training = AssetSelection.assets("trained_model").downstream().resolve(graph)
+    assert sorted(sunday) == sorted(every_partition(daemon.defs, set(after_training), daemon.instance))
     assert daemon.settle(when=monday - datetime.timedelta(minutes=1)) == []
 
     # Monday 03:00: the files are looked at; every partition downstream is rebuilt once.
     requested = daemon.settle(when=monday + datetime.timedelta(minutes=1))
     assert requested[0] == ("label_files", None)
     counts = Counter(requested[1:])
-    assert sorted(counts) == sorted(every_partition(daemon.defs, downstream_of_labels(daemon.defs)))
+    assert sorted(counts) == sorted(
+        every_partition(daemon.defs, downstream_of_labels(daemon.defs), daemon.instance)
+    )
     assert set(counts.values()) == {1}
     assert daemon.settle(when=monday + datetime.timedelta(hours=1)) == []
 
@@ -324,3 +274,106 @@ def test_the_automation_sensor_runs_by_default_and_orders_work_across_partitioni
     assert LABEL_FILES_KEY in covered and downstream_of_labels(defs) <= covered
     assert label_observation_condition(None) is None
     assert WEEKLY in label_observation_condition(WEEKLY).get_label()
+
+
+# --- a real daemon ---------------------------------------------------------------------------
+
+
+class DaemonProcess:
+    """`dagster-daemon run` on automation_location.py (the real sensors and conditions, stand-in
+    assets) against the instance config `make ui` uses; its log is kept for the assertions."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("dagster-daemon")),
+                "run",
+                "-m",
+                "lss_pipeline_tests.automation_location",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, what: str, count: int = 1, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.log().count(what) < count:
+            assert self.process.poll() is None, f"the daemon exited:\n{self.log()[-4000:]}"
+            assert time.monotonic() < deadline, (
+                f"no {what!r} ×{count} after {timeout_s} s:\n{self.log()[-4000:]}"
+            )
+            time.sleep(2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def materializations(instance: DagsterInstance, keys: set[AssetKey]) -> Counter:
+    counts: Counter = Counter()
+    for key in keys:
+        for record in instance.fetch_materializations(key, limit=1000).records:
+            counts[(key.to_user_string(), record.partition_key)] += 1
+    return counts
+
+
+AUTOMATION_TICK = "Finished auto-materialization tick for automation"
+DAGSTER_DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_real_daemon_builds_every_partition_once_per_new_label_files_and_not_again(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY_DAGSTER_YAML, home / DAGSTER_YAML)  # the instance config `make ui` uses
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LSS_DATA_DIR": str(tmp_path / "data"),
+        "LSS_RAW_DIR": str(raw),
+    }
+    for name in ("DAGSTER_HOME", "LSS_DATA_DIR", "LSS_RAW_DIR"):
+        monkeypatch.setenv(name, env[name])
+    defs = build_definitions(Settings.from_env())
+    keys = downstream_of_labels(defs)
+
+    daemon = DaemonProcess(env, tmp_path / "daemon.log")
+    try:
+        # Running, with nothing to do yet: no label files, and the automation has ticked once.
+        daemon.wait_for(AUTOMATION_TICK)
+        daemon.wait_for("label file(s) missing")
+
+        write_label_files(raw)
+        deadline = time.monotonic() + 900
+        with DagsterInstance.get() as instance:
+            expected = Counter(every_partition(defs, keys, instance))  # no test studies here
+            while materializations(instance, keys) != expected:
+                assert time.monotonic() < deadline, f"built so far: {materializations(instance, keys)}"
+                assert not instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+                time.sleep(5)
+
+            # Saved again unchanged; two more automation ticks and a sensor tick later, nothing more ran.
+            write_label_files(raw)
+            ticks = daemon.log().count(AUTOMATION_TICK)
+            daemon.wait_for(AUTOMATION_TICK, count=ticks + 2)
+            daemon.wait_for("label files unchanged")
+            assert materializations(instance, keys) == expected
+            assert len(instance.fetch_observations(LABEL_FILES_KEY, limit=10).records) == 1
+            assert not instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+    finally:
+        daemon.stop()

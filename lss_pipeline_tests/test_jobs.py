@@ -6,7 +6,7 @@ from dagster import AssetKey
 from lss_pipeline.definitions import defs
 
 STAGES = {
-    "ingest_job": {"dicom_metadata", "labels", "data_splits"},
+    "ingest_job": {"label_files", "dicom_metadata", "labels", "data_splits"},
     "crops_job": {"level_crops", "class_weights"},
     "training_job": {"trained_model"},
     "report_job": {"evaluation_report"},
