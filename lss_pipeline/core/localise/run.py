@@ -62,8 +62,9 @@ def experiment_name(category: str) -> str:
 def fit_config_for(profile: str, category: str, **overrides: Any) -> FitConfig:
     """The profile's fit settings for ``category``; ``overrides`` (non-zero values) win."""
     base = PROFILE_FITS[profile]
-    epochs = max(1, math.ceil(base.epochs * EPOCH_SHARE[category]))
-    return replace(base, epochs=epochs, **{k: v for k, v in overrides.items() if v})
+    values: dict[str, Any] = {"epochs": max(1, math.ceil(base.epochs * EPOCH_SHARE[category]))}
+    values.update({k: v for k, v in overrides.items() if v})
+    return replace(base, **values)
 
 
 # --- model files ------------------------------------------------------------------------------
@@ -231,6 +232,7 @@ def train_localiser(
             if own.height
             else pl.DataFrame()
         )
+        errors = errors.filter(pl.col("category") == category) if errors.height else errors
         table = summarise(errors) if errors.height else pl.DataFrame()
         row = table.row(0, named=True) if table.height else {"category": category, "points": 0}
         log.info(

@@ -53,10 +53,12 @@ def load_models(
     grader_ref: str = "champion",
     localiser_ref: str = "latest",
     categories: Sequence[str] = CATEGORIES,
+    configure: bool = True,
 ) -> Models:
     """Registered localisers and graders; a category whose model is missing is noted, not fatal.
 
     A localiser not in the registry falls back to the one trained in this data folder.
+    ``configure``: point MLflow at ``settings``' store first (False: the caller did).
     """
     from lss_pipeline.core.localise.run import (
         load_localiser,
@@ -66,7 +68,8 @@ def load_models(
     from lss_pipeline.core.predict.grade import load_grader, registered_grader_name
     from lss_pipeline.core.train import tracking
 
-    tracking.configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
+    if configure:
+        tracking.configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
     models = Models({}, {})
     profile = settings.profile
     for category in categories:

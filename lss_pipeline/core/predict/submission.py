@@ -23,7 +23,6 @@ from lss_pipeline.core.constants import (
     CONDITION_CATEGORY,
     CONDITIONS,
     LEVEL_SLUGS,
-    PROB_COLUMNS,
     REAL_CLASS_SHARES,
     SUBMISSION_CSV_HEADER,
 )
@@ -64,8 +63,8 @@ def read_sample_row_ids(path: Path) -> list[str]:
 
 
 def build_submission(grades: pl.DataFrame, row_ids: list[str]) -> pl.DataFrame:
-    """``grades`` (``row_id`` + ``prob_*`` columns, graded rows only) on ``row_ids``, priors where missing."""
-    have = {r["row_id"]: [r[c] for c in PROB_COLUMNS] for r in grades.iter_rows(named=True)}
+    """``grades`` (``row_id`` + ``normal_mild, moderate, severe``) on ``row_ids``, priors where missing."""
+    have = {r["row_id"]: [r[c] for c in CLASS_NAMES] for r in grades.iter_rows(named=True)}
     rows = []
     for rid in row_ids:
         probs = have.get(rid)
@@ -84,20 +83,26 @@ def submission_row_ids(sample_row_ids: list[str], graded_study_ids: Iterable[int
     return [*sample_row_ids, *extra]
 
 
-def submission_csv_text(submission: pl.DataFrame) -> str:
+def sample_line_ending(path: Path) -> str:
+    """The line ending of a CSV (Kaggle's files differ): ``\r\n`` or ``\n``."""
+    with path.open("rb") as fh:
+        return "\r\n" if fh.readline().endswith(b"\r\n") else "\n"
+
+
+def submission_csv_text(submission: pl.DataFrame, line_ending: str = "\n") -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator=line_ending)
     writer.writerow(SUBMISSION_CSV_HEADER)
     for row in submission.iter_rows():
         writer.writerow([row[0], *(repr(float(v)) for v in row[1:])])
     return buffer.getvalue()
 
 
-def write_submission(submission: pl.DataFrame, path: Path) -> Path:
+def write_submission(submission: pl.DataFrame, path: Path, line_ending: str = "\n") -> Path:
     problems = check_submission(submission, submission["row_id"].to_list())
     if problems:
         raise ValueError(f"submission not written to {path}: {'; '.join(problems)}")
-    return atomic.write_text(submission_csv_text(submission), path)
+    return atomic.write_bytes(submission_csv_text(submission, line_ending).encode("utf-8"), path)
 
 
 def check_submission(submission: pl.DataFrame, expected_row_ids: list[str]) -> list[str]:

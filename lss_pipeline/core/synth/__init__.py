@@ -9,6 +9,7 @@ from lss_pipeline.core.synth.dataset import (
     SynthSummary,
     generate_dataset,
     read_manifest,
+    read_solution,
     sample_labels,
 )
 from lss_pipeline.core.synth.grades import correlation_summary
@@ -32,6 +33,7 @@ __all__ = [
     "foramen_fat_mm2",
     "generate_dataset",
     "read_manifest",
+    "read_solution",
     "recess_area_mm2",
     "render_contact_sheet",
     "sample_geometry",

@@ -4,8 +4,10 @@ Each study is one :class:`~lss_pipeline.core.synth.phantom.Phantom` sampled by t
 series; labels are drawn with the real class shares, a few are blanked or flipped, and
 every coordinate is the projection of the graded structure's 3D landmark into the
 instance that shows it. ``faults=True`` plants the real dataset's faults and lists them
-in ``synth_manifest.json``. The folder is built beside the target and renamed into place,
-so a crash never leaves a half-written dataset.
+in ``synth_manifest.json``. The test studies (``test_images/``, no labels) keep their truth
+in ``synth_solution.csv``: each cell's true grade and the exact point that shows it, for
+scoring predictions; the pipeline never reads it. The folder is built beside the target and
+renamed into place, so a crash never leaves a half-written dataset.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ from lss_pipeline.core.constants import (
     TRAIN_CSV,
     TRAIN_CSV_HEADER,
 )
-from lss_pipeline.core.paths import SYNTH_MANIFEST
+from lss_pipeline.core.paths import SYNTH_MANIFEST, SYNTH_SOLUTION
 from lss_pipeline.core.synth.grades import CELLS, sample_labels
 from lss_pipeline.core.synth.options import SynthOptions
 from lss_pipeline.core.synth.sites import site_of
-from lss_pipeline.core.synth.study import StudyResult, StudyTask, render_study
+from lss_pipeline.core.synth.study import SOLUTION_CSV_HEADER, StudyResult, StudyTask, render_study
 
 MANIFEST = SYNTH_MANIFEST
 FAULT_KINDS: tuple[str, ...] = (
@@ -207,6 +209,12 @@ def generate_dataset(
             _csv_bytes(SUBMISSION_CSV_HEADER, [(r, third, third, third) for r in submission]),
             staging / SUBMISSION_CSV,
         )
+        # The test studies' truth, for scoring predictions; the pipeline never reads it.
+        solution = sorted(row for r in results if r.split == "test" for row in r.solution)
+        atomic.write_bytes(
+            _csv_bytes(SOLUTION_CSV_HEADER, [(*r[:7], repr(r[7]), repr(r[8])) for r in solution]),
+            staging / SYNTH_SOLUTION,
+        )
 
         class_counts = {}
         for cat in ("scs", "nfs", "sbs"):
@@ -283,3 +291,14 @@ def read_manifest(raw_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a synthetic dataset folder")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_solution(raw_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of ``synth_solution.csv`` (``SOLUTION_CSV_HEADER``): each test study cell's truth."""
+    path = Path(raw_dir) / SYNTH_SOLUTION
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: not a synthetic dataset folder (or one written before it)"
+        )
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))

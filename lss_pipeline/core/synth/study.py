@@ -14,7 +14,14 @@ import numpy as np
 from scipy import ndimage
 
 from lss_pipeline.core import atomic
-from lss_pipeline.core.constants import LEVELS, TEST_IMAGES, TRAIN_IMAGES
+from lss_pipeline.core.constants import (
+    CONDITION_STEM,
+    LEVEL_SLUGS,
+    LEVELS,
+    SEVERITIES,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+)
 from lss_pipeline.core.synth.anatomy import PhantomGeometry, sample_geometry
 from lss_pipeline.core.synth.dicom_writer import TRANSFER_SYNTAXES, StudyTags, encode_instance
 from lss_pipeline.core.synth.grades import CELLS
@@ -33,6 +40,10 @@ from lss_pipeline.core.synth.sites import SiteProfile
 
 SERIES_OF_CATEGORY = {"scs": "Sagittal T2/STIR", "nfs": "Sagittal T1", "sbs": "Axial T2"}
 SERIES_DESCRIPTIONS_IN_ORDER = ("Sagittal T1", "Sagittal T2/STIR", "Axial T2")
+# synth_solution.csv: the truth of every test study cell (severity, and the point that shows it).
+SOLUTION_CSV_HEADER = (
+    "row_id", "study_id", "condition", "level", "severity", "series_id", "instance_number", "x", "y",
+)  # fmt: skip
 
 
 @dataclass
@@ -58,6 +69,7 @@ class StudyResult:
     n_instances: int
     faults: list[dict]
     series: list[dict] = field(default_factory=list)  # per series: site and what was varied
+    solution: list[tuple] = field(default_factory=list)  # test studies: SOLUTION_CSV_HEADER rows
 
 
 @dataclass
@@ -68,6 +80,35 @@ class StudyPlan:
     labelled: dict[str, set[int]]  # description -> plane indices that carry a label
     faults: list[dict]
     rng: np.random.Generator  # continues into rendering
+    solution: list[tuple] = field(default_factory=list)  # test studies: the truth the pipeline never reads
+
+
+def _label_plane(layout: SeriesLayout, category: str, level: str, point: np.ndarray) -> int:
+    """Index of the plane a radiologist labels ``point`` on: the closest (SBS: among its level's stack)."""
+    planes = layout.planes
+    candidates = [
+        i
+        for i in range(len(planes))
+        if category != "sbs" or layout.levels[i] is None or layout.levels[i] == level
+    ]
+    return min(candidates, key=lambda i: abs(planes[i].project(point)[2]))
+
+
+def solution_rows(task: StudyTask, g: PhantomGeometry, series: dict[str, SeriesLayout]) -> list[tuple]:
+    """Every cell of a test study: its true grade and the exact point that shows it (no annotator jitter)."""
+    rows = []
+    for j, (cond, cat, _, level) in enumerate(CELLS):
+        desc = SERIES_OF_CATEGORY[cat]
+        layout = series[desc]
+        point = g.landmark(cond, level)
+        i = _label_plane(layout, cat, level, point)
+        x, y, _ = layout.planes[i].project(point)
+        row_id = f"{task.study_id}_{CONDITION_STEM[cond]}_{LEVEL_SLUGS[LEVELS.index(level)]}"
+        rows.append(
+            (row_id, task.study_id, cond, level, SEVERITIES[task.true[j]], task.series_ids[desc],
+             layout.numbers[i], float(x), float(y))
+        )  # fmt: skip
+    return rows
 
 
 def faults_has(faults: list[dict], kind: str) -> bool:
@@ -137,13 +178,8 @@ def plan_study(task: StudyTask) -> StudyPlan:
             desc = SERIES_OF_CATEGORY[cat]
             layout = series[desc]
             planes = layout.planes
-            candidates = [
-                i
-                for i in range(len(planes))
-                if cat != "sbs" or layout.levels[i] is None or layout.levels[i] == level
-            ]
             p = g.landmark(cond, level)
-            i_best = min(candidates, key=lambda i: abs(planes[i].project(p)[2]))
+            i_best = _label_plane(layout, cat, level, p)
             if (
                 cat == "nfs"
                 and side == "right"
@@ -188,7 +224,9 @@ def plan_study(task: StudyTask) -> StudyPlan:
                     "x": row[5],
                 }
             )
-    return StudyPlan(g, series, coordinates, labelled, faults, rng)
+    # Test studies: the truth goes to the solution file (its own computation; the rng is untouched).
+    solution = solution_rows(task, g, series) if task.split == "test" else []
+    return StudyPlan(g, series, coordinates, labelled, faults, rng, solution)
 
 
 def _series_field(plane: SlicePlane, rng: np.random.Generator, o: SynthOptions) -> np.ndarray:
@@ -333,4 +371,6 @@ def render_study(task: StudyTask) -> StudyResult:
                 "levels_tilted": list(LEVELS[3:]),
             }
         )
-    return StudyResult(task.study_id, task.split, plan.coordinates, n_written, faults, series_info)
+    return StudyResult(
+        task.study_id, task.split, plan.coordinates, n_written, faults, series_info, plan.solution
+    )
