@@ -59,16 +59,27 @@ def ensure_dataset(settings: Settings, n_studies: int, seed: int, say: Say) -> s
     return paths.dataset_kind
 
 
-def plan(archs: Sequence[str] = ARCHITECTURES, categories: Sequence[str] = CATEGORIES) -> list[Step]:
+def plan(
+    archs: Sequence[str] = ARCHITECTURES,
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    localise: bool = True,
+    test_studies: Sequence[str] = (),
+) -> list[Step]:
     """(asset names, partition key) per run, in dependency order.
 
     The first run observes `label_files` before building from them, so the automation sees the
-    labels as built from the current files and does not rebuild them again.
+    labels as built from the current files and does not rebuild them again. ``localise``: train
+    the level localisers (sagittal before axial); ``test_studies``: the `predictions` partitions
+    (study folders of test_images/) graded last.
     """
     steps: list[Step] = [(("label_files", "dicom_metadata", "labels", "data_splits"), None)]
     steps += [(("level_crops", "class_weights"), category) for category in categories]
     steps += [(("trained_model",), model_partition_key(a, c)) for c in categories for a in archs]
+    if localise:
+        steps += [(("level_localizer",), c) for c in ("scs", "nfs", "sbs") if c in categories]
     steps.append((("evaluation_report",), None))
+    steps += [(("predictions",), study) for study in test_studies]
     return steps
 
 
@@ -86,8 +97,14 @@ def run_demo(
     started = time.monotonic()
     settings = settings or Settings.from_env()
     kind = ensure_dataset(settings, n_studies, seed, say)
+    from lss_pipeline.assets.predict import TEST_STUDIES
+    from lss_pipeline.core.predict.publish import test_study_ids
+
+    studies = [str(s) for s in test_study_ids(settings.paths)]
     with ui_instance(settings) as instance:
-        _materialize_steps(instance, plan(archs, categories), settings, run_config, say)
+        instance.add_dynamic_partitions(TEST_STUDIES, studies)  # what test_studies_sensor does in `make ui`
+        steps = plan(archs, categories, test_studies=studies)
+        _materialize_steps(instance, steps, settings, run_config, say)
     return {"seconds": time.monotonic() - started, "dataset": kind, "settings": settings}
 
 
@@ -147,6 +164,8 @@ def summary_lines(settings: Settings, seconds: float | None = None) -> list[str]
                 f"champion:  lss-{category} v{champ['version']} = {champ['arch']} "
                 f"(macro recall {100 * champ['macro_recall']:.1f} %)"
             )
+    if paths.submission_csv.exists():
+        lines.append(f"graded:    {paths.submission_csv} (test_images/, from localised points)")
     lines += [
         "UIs:       make ui   → Dagster http://127.0.0.1:3000 , MLflow http://127.0.0.1:5000",
         f"           (Dagster home {paths.dagster_home}, MLflow store {settings.mlflow_tracking_uri})",

@@ -266,7 +266,7 @@ def build_prepared_data(root: Path) -> Path:
     generate_dataset(raw, n_studies=STUDIES, seed=3, rows=160, workers=2)
     resources = {**resources_for("local"), "settings": LssSettings(data_dir=str(root), raw_dir=str(raw))}
     with DagsterInstance.ephemeral() as instance:
-        for names, partition in plan(archs=(), categories=CATEGORIES):
+        for names, partition in plan(archs=(), categories=CATEGORIES, localise=False):
             if "evaluation_report" in names:
                 continue
             materialize(
