@@ -130,12 +130,63 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_summary)
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from lss_pipeline.core.predict.folder import predict_folder
+    from lss_pipeline.core.predict.run import load_models
+    from lss_pipeline.core.predict.study import NotAStudyError
+    from lss_pipeline.core.settings import Settings
+
+    settings = Settings.from_env()
+    models = load_models(settings, grader_ref=args.grader, localiser_ref=args.localizer)
+    if not models.localisers:
+        where = f"{settings.mlflow_tracking_uri} or {settings.paths.localisers_dir}"
+        print(f"error: no level localiser in {where}: run `lss-pipeline demo` first", file=sys.stderr)
+        return 1
+    try:
+        result = predict_folder(args.study, args.out, settings, study_id=args.study_id,
+                                series_csv=args.series_csv, models=models)  # fmt: skip
+    except NotAStudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = result.grades.table
+    graded = int(table["graded"].sum())
+    print(f"study {result.scan.study_id}: {graded} of {table.height} grades given")
+    for message in result.messages:
+        print(f"  note: {message}")
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result.grades.timings.items())
+    print(f"  time: {timings}")
+    for path in result.written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="grade one study folder ({series_id}/{instance}.dcm) from its DICOMs alone"
+    )
+    p.add_argument("--study", required=True, type=Path, help="the study folder (its name is the study id)")
+    p.add_argument("--out", required=True, type=Path, help="folder for grades.csv, grades.json and the PNGs")
+    p.add_argument("--study-id", type=int, default=None, help="study id when the folder name is not one")
+    p.add_argument(
+        "--series-csv",
+        type=Path,
+        default=None,
+        help="a series-description CSV naming the study's series (default: DICOM SeriesDescription)",
+    )
+    p.add_argument("--grader", default="champion", help="alias or version of the lss-{category} graders")
+    p.add_argument(
+        "--localizer", default="latest", help="version, latest or @alias of lss-localizer-{category}"
+    )
+    p.set_defaults(func=_cmd_predict)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_synth,
     add_contact_sheet,
     add_demo,
     add_summary,
     add_team,
+    add_predict,
 ]
 
 

@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from lss_pipeline import assets as assets_package
-from lss_pipeline.assets.predict import test_studies_sensor
+from lss_pipeline.assets.predict import study_folders_sensor
 from lss_pipeline.automation import automation_sensor, with_automation
 from lss_pipeline.core.settings import Settings
 from lss_pipeline.jobs import jobs_for
@@ -41,7 +41,7 @@ ASSET_CHECKS = load_asset_checks_from_package_module(assets_package)
 def sensors_for(settings: Settings) -> list[SensorDefinition]:
     """The automation, the new-test-study sensor; the label-file sensor unless periodic retraining
     observes at its cron."""
-    base = [automation_sensor, test_studies_sensor]
+    base = [automation_sensor, study_folders_sensor]
     return base if settings.retrain_cron else [*base, label_files_sensor]
 
 

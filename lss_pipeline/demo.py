@@ -102,7 +102,7 @@ def run_demo(
 
     studies = [str(s) for s in test_study_ids(settings.paths)]
     with ui_instance(settings) as instance:
-        instance.add_dynamic_partitions(TEST_STUDIES, studies)  # what test_studies_sensor does in `make ui`
+        instance.add_dynamic_partitions(TEST_STUDIES, studies)  # what study_folders_sensor does in `make ui`
         steps = plan(archs, categories, test_studies=studies)
         _materialize_steps(instance, steps, settings, run_config, say)
     return {"seconds": time.monotonic() - started, "dataset": kind, "settings": settings}

@@ -1,5 +1,5 @@
 """`predictions` [test study]: a study of `test_images/` graded from its DICOMs alone, and the
-submission rebuilt; `test_studies_sensor` adds a partition (and a run) for each new study folder.
+submission rebuilt; `study_folders_sensor` adds a partition (and a run) for each new study folder.
 
 Partitions are dynamic (`test_studies`), one per study folder: a new study is graded on its own,
 nothing else is rebuilt. Each run writes its study's rows, then rebuilds `predictions.parquet`
@@ -118,7 +118,7 @@ def predictions(
         "a run that grades it; a removed one loses its partition."
     ),
 )
-def test_studies_sensor(context: SensorEvaluationContext, settings: LssSettings):
+def study_folders_sensor(context: SensorEvaluationContext, settings: LssSettings):
     from lss_pipeline.core.predict.publish import test_study_ids
 
     present = {str(s) for s in test_study_ids(settings.get().paths)}

@@ -40,8 +40,8 @@ POINT_STATUSES: dict[str, str] = {
     OK: "localised",
     SERIES_MISSING: "the study has no series of the type this condition is graded on",
     NO_LOCALISER: "no localiser model for this category",
-    NO_LEVELS: "no sagittal series gave the disc levels the axial slices are chosen by",
-    NOT_COVERED: "no axial slice passes near this level",
+    NO_LEVELS: "no sagittal series gave the disc level the axial slice is chosen by",
+    NOT_COVERED: "no axial slice passes near the level",
     UNREADABLE: "the series' pixels or geometry could not be read",
 }
 
@@ -136,11 +136,11 @@ def _axial(
     chosen: list[tuple[str, Canvas, Stack]] = []
     for level in LEVELS:
         if level not in levels:
-            missing[level] = (NO_LEVELS, f"{level} was not found on a sagittal series")
+            missing[level] = (NO_LEVELS, "")
             continue
         choice = nearest_slice(axial, levels[level], offset)
         if choice is None:
-            missing[level] = (NOT_COVERED, f"no axial slice within reach of {level}")
+            missing[level] = (NOT_COVERED, "")
             continue
         centre = project_to_plane(levels[level], choice.stack, choice.index)
         try:

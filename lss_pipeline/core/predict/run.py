@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lss_pipeline.core.constants import CATEGORIES, CATEGORY_NAMES, CATEGORY_SERIES, CLASS_NAMES, PROB_COLUMNS
+from lss_pipeline.core.constants import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    CATEGORY_SERIES,
+    CLASS_NAMES,
+    LEVELS,
+    PROB_COLUMNS,
+)
 from lss_pipeline.core.localise.infer import OK, POINT_STATUSES, POINTS_SCHEMA, localise_study
 from lss_pipeline.core.localise.model import PointLocaliser
 from lss_pipeline.core.localise.series import PixelCache, PixelReader
@@ -35,6 +42,11 @@ PREDICTION_SCHEMA: dict[str, Any] = {
     **{c: pl.Float64 for c in CLASS_NAMES},
     "graded": pl.Boolean,
     "grader_version": pl.Utf8,
+}
+ROW_STATUSES = {
+    **POINT_STATUSES,
+    NO_GRADER: "no registered grader for the category",
+    NO_CROP: "no crop could be cut at the point",
 }
 TIMING_KEYS = ("decode_s", "localise_s", "crop_s", "grade_s", "total_s")
 
@@ -113,8 +125,13 @@ def _messages(table: pl.DataFrame) -> list[str]:
         lost = table.filter((pl.col("category") == category) & ~pl.col("graded"))
         if lost.height == 0:
             continue
-        reasons = sorted(set(zip(lost["status"].to_list(), lost["detail"].fill_null("").to_list())))
-        why = "; ".join(f"{POINT_STATUSES.get(s, s)}{f' ({d})' if d else ''}" for s, d in reasons)
+        parts = []
+        for (status,), rows in sorted(lost.partition_by("status", as_dict=True).items()):
+            levels = [lv for lv in LEVELS if lv in set(rows["level"])]
+            details = sorted(set(rows["detail"].drop_nulls()))
+            reason = ROW_STATUSES.get(status, status)
+            parts.append(f"{reason} at {', '.join(levels)}" + "".join(f"; {d}" for d in details))
+        why = "; ".join(parts)
         out.append(
             f"{category} ({CATEGORY_NAMES[category]}, graded on {CATEGORY_SERIES[category]}): "
             f"{lost.height} of {table.filter(pl.col('category') == category).height} grades cannot be given "
