@@ -10,8 +10,29 @@ from lss_pipeline.core.constants import TRAIN_CSV
 
 def test_synth_then_contact_sheet(tmp_path, capsys):
     out = tmp_path / "raw"
-    assert main(["synth", "--out", str(out), "--studies", "2", "--test-studies", "1", "--rows", "48",
-                 "--sagittal-slices", "7", "--axial-slices-per-level", "3", "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--studies",
+                "2",
+                "--test-studies",
+                "1",
+                "--rows",
+                "48",
+                "--sagittal-slices",
+                "7",
+                "--axial-slices-per-level",
+                "3",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "wrote 2 train + 1 test studies" in capsys.readouterr().out
     assert len((out / TRAIN_CSV).read_text().splitlines()) == 3
     files = list(out.rglob("*.dcm"))

@@ -24,8 +24,20 @@ def test_cli_materializes_ingest_on_faulty_set_and_checks_report(tmp_path):
     (tmp_path / "dagster_home").mkdir()
     dagster = Path(sys.executable).with_name("dagster")
     completed = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "lss_pipeline.definitions", "--select", "dicom_metadata,labels"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "lss_pipeline.definitions",
+            "--select",
+            "dicom_metadata,labels",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = completed.stdout + completed.stderr
     assert completed.returncode == 0, log[-4000:]
