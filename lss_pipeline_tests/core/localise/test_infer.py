@@ -2,12 +2,15 @@
 slice of each level is found across the stacks of a multi-stack series."""
 
 import polars as pl
+import pytest
 
 from lss_pipeline.core.constants import TRAIN_LABEL_COLUMNS
 from lss_pipeline.core.localise.data import canal_points_of
 from lss_pipeline.core.localise.infer import NOT_COVERED, OK, SERIES_MISSING, localise_study
 from lss_pipeline.core.localise.run import load_localiser
 from lss_pipeline.core.localise.series import PixelCache, study_stacks
+
+pytestmark = pytest.mark.slow  # fits three small localisers first
 
 
 def models(tiny_set):

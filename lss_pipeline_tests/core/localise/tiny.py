@@ -68,3 +68,24 @@ def tiny_set(tmp_path_factory) -> TinySet:
 @pytest.fixture(scope="session")
 def tiny_localisers(tiny_set) -> dict:
     return fit_tiny_localisers(tiny_set)
+
+
+def stand_in_graders() -> dict:
+    """Graders that need no training: logits from crop statistics (any batch size)."""
+    import torch
+
+    from lss_pipeline.core.predict.grade import Grader
+
+    class MeanGrader(torch.nn.Module):
+        def forward(self, crops: torch.Tensor) -> torch.Tensor:
+            return torch.stack([crops.mean((1, 2, 3)), crops.std((1, 2, 3)), crops.amax((1, 2, 3))], dim=1)
+
+    return {c: Grader(c, MeanGrader(), "0", 40.0, 64, 5, c != "scs") for c in ("scs", "nfs", "sbs")}
+
+
+def tiny_models(tiny: TinySet):
+    from lss_pipeline.core.localise.run import load_localiser
+    from lss_pipeline.core.predict.run import Models
+
+    localisers = {c: load_localiser(tiny.settings.paths, c) for c in ("scs", "nfs", "sbs")}
+    return Models(localisers, stand_in_graders())
