@@ -71,4 +71,13 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def site_with_crops(team_site: TeamSite, prepared_data: Path) -> TeamSite:
     """The team site with a copy of the prepared raw folder, processed tables and crops."""
     shutil.copytree(prepared_data, team_site.data_dir, dirs_exist_ok=True)
+    team_site.init_schemas()
     return team_site
+
+
+@pytest.fixture
+def mlflow_server(team_site: TeamSite, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An MLflow tracking server on the site's PostgreSQL store, the one every run logs to."""
+    url = team_site.start_mlflow_server()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    return url

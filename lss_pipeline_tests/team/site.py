@@ -25,6 +25,7 @@ from typing import Any
 from lss_pipeline.core.paths import DEPLOY_DAGSTER_TEAM_YAML
 from lss_pipeline.core.settings import Settings
 from lss_pipeline.core.team.postgres import PgConfig, connect
+from lss_pipeline.core.team.schema import GPU_POOL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 120.0
@@ -183,6 +184,17 @@ class TeamSite:
         self.mlflow_uri = url
         return url
 
+    def init_schemas(self) -> None:
+        """Tables in both databases before several processes open them at once (what `team setup` does;
+        done in-process here, which is quicker than its two command-line tools)."""
+        from dagster import DagsterInstance
+        from mlflow.tracking import MlflowClient
+
+        with DagsterInstance.get() as instance:
+            # What `team setup` does with `dagster instance concurrency set` (see core/team/schema.py).
+            instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
+        MlflowClient(self.config.mlflow_url, self.config.mlflow_url).search_experiments()
+
     def dagster_cli(self, *args: str) -> str:
         proc = subprocess.run(
             [sys.executable, "-m", "dagster", *args],
@@ -251,6 +263,14 @@ def step_intervals(instance, run_ids: Sequence[str], step_key: str) -> list[tupl
         assert len(starts) == 1 and len(ends) == 1, f"run {run_id}: {step_key} started {starts}, ended {ends}"
         intervals.append((starts[0], ends[0], run_id))
     return sorted(intervals)
+
+
+def blocked_by_pool(instance, run_id: str, pool: str) -> bool:
+    """Whether a step of the run waited for a slot of ``pool`` (Dagster logs it as an engine event)."""
+    from dagster import DagsterEventType
+
+    events = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+    return any(f"blocked by limit for pool {pool}" in (e.dagster_event.message or "") for e in events)
 
 
 def build_prepared_data(root: Path) -> Path:

@@ -21,8 +21,9 @@ def test_team_yaml_reads_the_server_from_the_environment_only():
     }
 
 
-def test_setup_creates_both_schemas_and_a_second_run_changes_nothing(team_site, capsys):
+def test_setup_creates_both_schemas_and_a_second_run_changes_nothing(team_site, capsys, monkeypatch):
     config = team_site.config
+    monkeypatch.setenv("LSS_GPU_POOL_LIMIT", "2")
     assert main(["team", "setup"]) == 0
     first = capsys.readouterr().out
     assert "(created)" in first
@@ -48,6 +49,8 @@ def test_setup_creates_both_schemas_and_a_second_run_changes_nothing(team_site, 
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert instance.get_run_records() == []
+        # The gpu pool exists before any run: two runs meeting it first cannot race to create it.
+        assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 2
 
 
 def test_setup_without_a_server_fails_with_the_reason(team_site, monkeypatch, capsys):

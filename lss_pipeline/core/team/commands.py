@@ -37,7 +37,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def _cmd_setup(args: argparse.Namespace) -> int:
     from lss_pipeline.core.team.postgres import PgConfig
-    from lss_pipeline.core.team.schema import setup_team_schemas
+    from lss_pipeline.core.team.schema import GPU_POOL, setup_team_schemas
 
     settings = Settings.from_env()
     config = PgConfig.from_env()
@@ -51,6 +51,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
             else f"upgraded from {state.revision_before}"
         )
         print(f"{name}: database {state.database} at revision {state.revision_after} ({change})")
+    print(f"Dagster pool {GPU_POOL}: {result.gpu_pool_limit} training step(s) at a time (LSS_GPU_POOL_LIMIT)")
     print(f"Dagster instance config: {settings.paths.dagster_yaml} (from {DEPLOY_DAGSTER_TEAM_YAML.name})")
     return 0
 

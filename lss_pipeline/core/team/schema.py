@@ -20,6 +20,8 @@ from pathlib import Path
 
 from lss_pipeline.core.team.postgres import PgConfig, alembic_revision, connect, ensure_database
 
+# The pool of the training steps (assets/train.py): one step at a time holds the accelerator.
+GPU_POOL = "gpu"
 # Any number of our own: two `setup`s at once take turns instead of both creating tables.
 _SETUP_LOCK_KEY = 0x155_7EA3
 _TOOL_TIMEOUT_SECONDS = 600
@@ -43,6 +45,7 @@ class SchemaState:
 class TeamSetup:
     dagster: SchemaState
     mlflow: SchemaState
+    gpu_pool_limit: int
 
 
 def tool_env(
@@ -89,6 +92,30 @@ def migrate_dagster(config: PgConfig, dagster_home: Path, environ: Mapping[str, 
     )
 
 
+def gpu_pool_limit(environ: Mapping[str, str] | None = None) -> int:
+    """LSS_GPU_POOL_LIMIT (default 1): training steps that may hold accelerators at once."""
+    value = ((os.environ if environ is None else environ).get("LSS_GPU_POOL_LIMIT") or "1").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"LSS_GPU_POOL_LIMIT={value!r} is not a whole number of at least 1")
+    return int(value)
+
+
+def set_gpu_pool(
+    config: PgConfig, dagster_home: Path, limit: int, environ: Mapping[str, str] | None = None
+) -> None:
+    """Store the `gpu` pool's limit in the instance before any run claims it.
+
+    A pool first met by two runs at once is created by both; on PostgreSQL the loser's transaction
+    aborts (Dagster catches the unique violation but keeps using the failed transaction) and its
+    run fails. Creating the pool here, once, leaves runs nothing to race over.
+    """
+    run_tool(
+        ["dagster", "instance", "concurrency", "set", GPU_POOL, str(limit)],
+        tool_env(config, dagster_home, environ),
+        f"dagster instance concurrency set {GPU_POOL} {limit}",
+    )
+
+
 def upgrade_mlflow(url: str, env: Mapping[str, str], what: str) -> str:
     """``mlflow db upgrade`` of the store at ``url`` (creates an empty one's tables)."""
     return run_tool(["mlflow", "db", "upgrade", url], env, f"mlflow db upgrade ({what})")
@@ -128,6 +155,9 @@ def setup_team_schemas(
                 )
                 dagster.result()
                 mlflow.result()
+            limit = gpu_pool_limit(environ)
+            say(f"Dagster: pool {GPU_POOL} limited to {limit} (LSS_GPU_POOL_LIMIT)")
+            set_gpu_pool(config, dagster_home, limit, environ)
             after = {db: alembic_revision(config, db) for db in created}
         finally:
             lock.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
@@ -135,4 +165,4 @@ def setup_team_schemas(
     def state(db: str) -> SchemaState:
         return SchemaState(db, created[db], before[db], after[db])
 
-    return TeamSetup(dagster=state(config.dagster_db), mlflow=state(config.mlflow_db))
+    return TeamSetup(dagster=state(config.dagster_db), mlflow=state(config.mlflow_db), gpu_pool_limit=limit)
