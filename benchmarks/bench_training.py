@@ -1,6 +1,6 @@
 """Training throughput: ``train_fold``'s loop against a bare timm loop, same model and tensors.
 
-    python benchmarks/bench_training.py [--arch convnext_atto] [--crops 480] [--epochs 3]
+    python benchmarks/bench_training.py [--arch convnext_atto] [--crops 480] [--epochs 3] [--px 32]
 
 Both loops train the same timm model (same seed, same init) for the same number of epochs
 over the same crops held in memory, at the same batch size. The bare loop is the floor:
@@ -25,6 +25,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from lss_pipeline.core.settings import PROFILES
 from lss_pipeline.core.train.config import TrainConfig
 from lss_pipeline.core.train.device import resolve_device
 from lss_pipeline.core.train.fold import plan_fold
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--arch", default="convnext_atto")
     parser.add_argument("--crops", type=int, default=480)
-    parser.add_argument("--slices", type=int, default=5)
-    parser.add_argument("--px", type=int, default=64)
+    parser.add_argument("--slices", type=int, default=PROFILES["demo"].slices)
+    parser.add_argument("--px", type=int, default=PROFILES["demo"].crop_px)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)

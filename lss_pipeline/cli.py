@@ -101,7 +101,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     print(f"lss_pipeline demo: profile {settings.profile_name}, data {settings.data_dir}", flush=True)
-    outcome = run_demo(settings, n_studies=args.studies, seed=args.seed, say=lambda m: print(m, flush=True))
+    chosen = {k: v for k, v in (("n_studies", args.studies), ("seed", args.seed)) if v is not None}
+    outcome = run_demo(settings, **chosen, say=lambda m: print(m, flush=True))
     print()
     print("\n".join(summary_lines(settings, outcome["seconds"])))
     return 0
@@ -112,8 +113,10 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="synthetic data when none is configured, every asset in dependency order, a summary",
     )
-    p.add_argument("--studies", type=int, default=60, help="studies of the synthetic set, when one is made")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--studies", type=int, default=None, help="studies of the synthetic set, if one is made (default 100)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the synthetic set (default 0)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -121,7 +121,7 @@ def labels(context: AssetExecutionContext, settings: LssSettings, config: Ingest
 
 
 class SplitsConfig(Config):
-    n_folds: int = splits.DEFAULT_N_FOLDS  # K cross-validation folds over the non-test studies
+    n_folds: int = 0  # K cross-validation folds over the non-test studies (0: the profile's, demo 3, full 5)
     test_share: float = splits.DEFAULT_TEST_SHARE  # held-out studies no training or choice ever sees
     seed: int = 0  # changing it moves every study: the test split is no longer the same
 
@@ -135,10 +135,11 @@ class SplitsConfig(Config):
 )
 def data_splits(settings: LssSettings, config: SplitsConfig) -> MaterializeResult:
     paths = settings.get().paths
+    n_folds = config.n_folds or settings.get().profile.n_folds
     with _fail_clearly():
         labels_df = labels_store.read_labels(paths)
         result = splits.make_splits(
-            labels_df, n_folds=config.n_folds, test_share=config.test_share, seed=config.seed
+            labels_df, n_folds=n_folds, test_share=config.test_share, seed=config.seed
         )
         splits.write_splits(result, paths)
     per_part = result.group_by("split", "fold").len().sort("split", "fold")
@@ -147,7 +148,7 @@ def data_splits(settings: LssSettings, config: SplitsConfig) -> MaterializeResul
             "path": MetadataValue.path(str(paths.data_splits)),
             "studies": result.height,
             "test_studies": result.filter(pl.col("split") == splits.TEST).height,
-            "n_folds": config.n_folds,
+            "n_folds": n_folds,
             "test_share": config.test_share,
             "seed": config.seed,
             "studies_per_part": MetadataValue.md(markdown_table(per_part)),

@@ -26,7 +26,7 @@ from dagster import (
 from lss_pipeline.partitions import model_partitions
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 
-TRAINED_MODEL_VERSION = "2"
+TRAINED_MODEL_VERSION = "3"
 
 # Per step on Kubernetes: one GPU plus the memory/CPU a data loader needs.
 GPU_STEP_K8S_CONFIG = {
@@ -65,7 +65,11 @@ class TrainingConfig(Config):
     folds: int = 0  # how many of the K cv folds to train (0: the profile's; every fold in `full`)
     seed: int = 42
     augment: bool = True
-    flip_merge: bool = False
+    # mirror right-side crops to look left (nfs, sbs); None: the profile's (on for both)
+    flip_merge: bool | None = None
+    # also train the other loss (weighted_ce <-> focal) as a variant beside this partition, logged in
+    # MLflow for the report's loss comparison; None: the profile's list (demo: convnext|scs; full: all)
+    compare_loss: bool | None = None
     # none | timm (timm's own weights: the Hugging Face hub, or its local cache when HF_HUB_OFFLINE=1)
     # | a weights file; empty: the profile's (demo: none, full: timm)
     pretrained: str = ""
@@ -97,6 +101,7 @@ def trained_model(
     compute: ComputeDevice,
 ) -> MaterializeResult:
     # torch/timm/MLflow load here, not when the code location loads (UI start-up, every step process).
+    from lss_pipeline.core.train.compare import comparison_markdown, train_other_loss
     from lss_pipeline.core.train.config import TrainConfig
     from lss_pipeline.core.train.run import train_partition
 
@@ -120,27 +125,30 @@ def trained_model(
         patience=config.patience,
         seed=config.seed,
         augment=config.augment,
-        flip_merge=config.flip_merge,
         device=compute.device,
         precision=compute.precision,
         channels_last=compute.channels_last if compute.device != "cpu" else None,
         **{k: v for k, v in profile_values.items() if v},
+        **({} if config.flip_merge is None else {"flip_merge": config.flip_merge}),
     )
     mlflow_tracking.configure(cfg)
-    result = train_partition(
-        cfg,
-        train_config,
-        max_folds=config.folds or cfg.profile.train_folds,
-        tags={
-            "dagster_run_id": context.run.run_id,
-            "dagster_partition_key": context.partition_key,
-            "asset_version": TRAINED_MODEL_VERSION,
-            "profile": cfg.profile_name,
-        },
-        log=context.log,
-    )
+    max_folds = config.folds or cfg.profile.train_folds
+    tags = {
+        "dagster_run_id": context.run.run_id,
+        "dagster_partition_key": context.partition_key,
+        "asset_version": TRAINED_MODEL_VERSION,
+        "profile": cfg.profile_name,
+    }
+    result = train_partition(cfg, train_config, max_folds=max_folds, tags=tags, log=context.log)
     summary = result.summary
     folds = result.folds
+    compare = config.compare_loss
+    if compare is None:
+        compare = f"{arch}|{category}" in cfg.profile.loss_comparison
+    comparison = {}
+    if compare:
+        entry = train_other_loss(cfg, train_config, result, max_folds=max_folds, tags=tags, log=context.log)
+        comparison = {"loss_comparison": MetadataValue.md(comparison_markdown(entry))}
     run_url = mlflow_tracking.run_url(result.experiment_id, result.mlflow_run_id)
     return MaterializeResult(
         metadata={
@@ -164,6 +172,7 @@ def trained_model(
             "oof_predictions": MetadataValue.path(str(result.oof_path)),
             "test_predictions": MetadataValue.path(str(result.test_predictions_path)),
             "summary": MetadataValue.path(str(result.summary_path)),
+            **comparison,
         }
     )
 

@@ -139,6 +139,12 @@ class Paths:
     def model_dir(self, arch: str, category: str) -> Path:
         return self.models_dir / arch / category
 
+    @staticmethod
+    def variant_arch(arch: str, variant: str) -> str:
+        """The ``arch`` key of a partition's variant (another recipe trained beside it, e.g. the other
+        loss): its outputs live in ``model_dir(variant_arch(arch, variant), category)``."""
+        return f"{arch}-{variant}"
+
     def model_fold_dir(self, arch: str, category: str, fold: int) -> Path:
         return self.model_dir(arch, category) / f"fold{fold}"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from lss_pipeline.core.constants import ARCHITECTURES, CATEGORIES
 from lss_pipeline.core.paths import Paths
 
 PROFILE_NAMES = ("demo", "full")
@@ -28,7 +29,12 @@ Deployment = Literal["local", "team", "k8s"]
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes that differ between a CPU demo and a GPU reproduction of the thesis."""
+    """Sizes that differ between a CPU demo and a GPU reproduction of the thesis.
+
+    The demo's values are the recipe measured in ``benchmarks/ablation.py`` (its table is in
+    ``benchmarks/README.md``): the smallest sizes that keep test-split macro recall >= 0.90 per
+    category on the synthetic set within the demo's time budget.
+    """
 
     name: str
     crop_mm: float  # side of the square crop window, millimetres
@@ -43,23 +49,35 @@ class Profile:
     train_folds: int | None = None
     # backbone weights: none | timm (timm's pretrained weights, hub or local HF cache) | a weights file
     pretrained: str = "none"
+    # K of data_splits: cross-validation folds over the non-test studies
+    n_folds: int = 5
+    # sided categories whose right-side crops are mirrored (in patient space) to look like left ones,
+    # in training and at inference: one model sees both sides as one kind of image
+    flip_merge: tuple[str, ...] = ("nfs", "sbs")
+    # partitions "arch|category" that also train the other loss (weighted CE <-> focal) as a variant
+    # beside them, for the loss comparison of the report (never registered)
+    loss_comparison: tuple[str, ...] = ()
 
 
 PROFILES: dict[str, Profile] = {
     "demo": Profile(
         name="demo",
         crop_mm=40.0,
-        crop_px=64,
+        # 32 px (1.25 mm a pixel) scores as 64 px on the synthetic set at about half the CPU time
+        crop_px=32,
         slices=5,
         epochs=8,
         batch_size=32,
         lr=1e-3,
+        # One size for the three families (~3 M parameters, ~0.01-0.05 GMACs), so the comparison
+        # is of designs (core/train/models.py MODEL_ALIASES).
         models={
             "convnext": "convnext_atto",
-            "resnet": "resnet18",
-            # Swin-T code, 3 narrow stages, window 4 (lss_pipeline.core.train.models.MODEL_ALIASES)
-            "swin": "swin_demo_patch4_window4",
+            "resnet": "resnet18_w32",
+            "swin": "swin_t_w32_window4",
         },
+        n_folds=3,
+        loss_comparison=("convnext|scs",),
     ),
     "full": Profile(
         name="full",
@@ -75,6 +93,8 @@ PROFILES: dict[str, Profile] = {
             "swin": "swin_tiny_patch4_window7_224",
         },
         pretrained="timm",
+        n_folds=5,
+        loss_comparison=tuple(f"{a}|{c}" for a in ARCHITECTURES for c in CATEGORIES),
     ),
 }
 

@@ -6,13 +6,15 @@ import torch
 from dagster import DagsterInstance, materialize
 
 from lss_pipeline.assets.train import trained_model, trained_model_above_chance
+from lss_pipeline.core.paths import Paths
 from lss_pipeline.core.settings import PROFILES, Settings
 from lss_pipeline.core.train import loop
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 from lss_pipeline_tests.core.train.synthetic_crops import write_partition_inputs
 
 PARTITION = "convnext|scs"
-RUN_CONFIG = {"ops": {"trained_model": {"config": {"timm_name": "test_convnext", "epochs": 2, "lr": 0.002}}}}
+TRAINING = {"timm_name": "test_convnext", "epochs": 2, "lr": 0.002}
+RUN_CONFIG = {"ops": {"trained_model": {"config": TRAINING}}}
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +45,12 @@ def data(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(previous)
 
 
-def run(resources, instance, **kwargs):
+def run(resources, instance, run_config=RUN_CONFIG, **kwargs):
     return materialize(
         [trained_model, trained_model_above_chance],
         partition_key=PARTITION,
         resources=resources,
-        run_config=RUN_CONFIG,
+        run_config=run_config,
         instance=instance,
         **kwargs,
     )
@@ -64,6 +66,9 @@ def test_asset_trains_every_fold_and_its_check_finds_it_above_chance(data):
     assert metadata["registered_model"].value == "lss-scs v1"
     assert "| fold | epoch |" in metadata["history"].value
     assert settings.paths.model_test_predictions("convnext", "scs").is_file()
+    # The demo profile lists convnext|scs for the loss comparison: focal trained beside it, unregistered.
+    assert "| focal |" in metadata["loss_comparison"].value
+    assert settings.paths.model_summary(Paths.variant_arch("convnext", "focal"), "scs").is_file()
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "trained_model_above_chance"
     assert check.passed, check.metadata
@@ -79,11 +84,12 @@ def test_a_crashed_materialization_resumes_and_says_so_in_the_dagster_log(data, 
         raise RuntimeError("simulated crash after epoch 1's checkpoint")
 
     monkeypatch.setattr(loop, "epoch_line", crash_after_first_checkpoint)
-    failed = run(resources, instance, raise_on_error=False)
+    one_loss = {"ops": {"trained_model": {"config": {**TRAINING, "compare_loss": False}}}}
+    failed = run(resources, instance, one_loss, raise_on_error=False)
     assert not failed.success
     monkeypatch.setattr(loop, "epoch_line", real_epoch_line)
 
-    resumed = run(resources, instance)
+    resumed = run(resources, instance, one_loss)
     assert resumed.success
     messages = [entry.user_message for entry in instance.all_logs(resumed.run_id)]
     assert any("fold 0: resumed from epoch 1 of 2" in m for m in messages), messages

@@ -26,7 +26,7 @@ class TrainConfig:
     in_chans: int = 5  # = crop slices
     crop_px: int = 64
     loss: str = "weighted_ce"
-    weight_scheme: str = "inverse_frequency"
+    weight_scheme: str = "effective_number"  # the asset's default: β derived from the data
     gamma: float = 2.0
     epochs: int = 8
     lr: float = 1e-3
@@ -60,6 +60,7 @@ class TrainConfig:
             batch_size=prof.batch_size,
             lr=prof.lr,
             pretrained=prof.pretrained,
+            flip_merge=category in prof.flip_merge,
         )
         return cls(**{**base, **overrides})
 

@@ -27,18 +27,22 @@ from lss_pipeline.core.train.pretrained import (
 
 log = logging.getLogger(__name__)
 
-# Names that are not timm registry names but a timm model with changed hyper-parameters.
-# The demo Swin: Swin-T's code with 3 stages, narrower, window 4, so it runs at 64x64
-# crops on a CPU (patch 4 -> feature maps 16, 8, 4; the window divides each).
+# Names that are not timm registry names but a timm model with changed hyper-parameters: the
+# demo's three families at one size (~3 M parameters, ~0.05 GMACs at 5x64x64; fvcore MACs), so
+# that the comparison is of designs, not of sizes. ConvNeXt is timm's own convnext_atto (3.4 M).
 MODEL_ALIASES: dict[str, tuple[str, dict]] = {
-    "swin_demo_patch4_window4": (
+    # ResNet-18's blocks and depths (2, 2, 2, 2) at half width: 2.8 M parameters.
+    "resnet18_w32": ("resnet18", {"channels": (32, 64, 128, 256), "stem_width": 32}),
+    # Swin-T's depths (2, 2, 6, 2) and head width (32 per head) at a third of its width, window 4
+    # so it runs at 64 px crops (patch 4 -> feature maps 16, 8, 4, 2; timm shrinks the window of
+    # the last stage to its 2x2 map): 3.1 M parameters. No stochastic depth: with a few hundred
+    # crops and a few epochs it only slows learning.
+    "swin_t_w32_window4": (
         "swin_tiny_patch4_window7_224",
-        # No stochastic depth: with a few hundred crops and 8 epochs it only slows learning
-        # (SBS demo set: macro recall 0.33 -> 0.55 without it).
         {
             "embed_dim": 32,
-            "depths": (2, 2, 2),
-            "num_heads": (2, 4, 8),
+            "depths": (2, 2, 6, 2),
+            "num_heads": (1, 2, 4, 8),
             "window_size": 4,
             "drop_path_rate": 0.0,
         },

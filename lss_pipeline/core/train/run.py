@@ -83,8 +83,14 @@ def train_partition(
     log: Log = module_log,
     register: bool = True,
     should_stop: Callable[[], bool] | None = None,
+    variant: str | None = None,
 ) -> PartitionResult:
     """Train every cv fold (or the first ``max_folds``) of ``config.arch`` x ``config.category``.
+
+    ``variant`` (e.g. ``"focal"``): a second training of the partition with another recipe, kept
+    beside it in ``paths.model_dir(Paths.variant_arch(arch, variant), category)``, logged as its own
+    run in the same experiment (tag ``variant``) and never registered: the report compares it, the
+    champion choice does not see it.
 
     Reads the category's crops, index and class weights from ``settings.paths``; writes each fold's
     checkpoints, OOF and summary in ``paths.model_fold_dir``, then the partition's OOF, test
@@ -95,6 +101,8 @@ def train_partition(
     if max_folds is not None and max_folds < 1:
         raise ValueError(f"max_folds must be >= 1 or None, got {max_folds}")
     paths, arch, category = settings.paths, config.arch, config.category
+    key_arch = arch if variant is None else Paths.variant_arch(arch, variant)  # the output folder's
+    register = register and variant is None
     crops_path, index_path = paths.crops_array(category), paths.crops_index(category)
     weights_path = paths.class_weights(category)
     for path in (crops_path, index_path):
@@ -106,7 +114,7 @@ def train_partition(
         "max_folds": max_folds,
     }
     fingerprint = partition_fingerprint(crops_path, index_path, weights_path)
-    state_path = paths.model_training_state(arch, category)
+    state_path = paths.model_training_state(key_arch, category)
     previous = TrainingState.read(state_path)
     resume_run_id = previous.resumable_run(key, fingerprint) if previous is not None else None
     if resume_run_id is None and previous is not None:
@@ -114,8 +122,11 @@ def train_partition(
 
     experiment = experiment_name(category)
     run_tags = {**(tags or {}), "arch": arch, "category": category}
+    if variant is not None:
+        run_tags["variant"] = variant
+    run_name = f"{arch}-{category}" + (f"-{variant}" if variant else "")
     # Everything below, input checks included, happens inside the run: a failure leaves it FAILED.
-    with tracking.start_run(experiment, f"{arch}-{category}", run_tags, run_id=resume_run_id) as parent:
+    with tracking.start_run(experiment, run_name, run_tags, run_id=resume_run_id) as parent:
         index = read_index(index_path, int(np.load(crops_path, mmap_mode="r").shape[0]))
         all_folds = cv_folds(index)
         if not all_folds:
@@ -124,7 +135,7 @@ def train_partition(
         if resume_run_id is not None:
             log.info(f"{arch}/{category}: resuming the interrupted training in MLflow run {parent.run_id}")
         else:
-            clear_folds(paths, arch, category, folds)
+            clear_folds(paths, key_arch, category, folds)
             TrainingState(parent.run_id, key, fingerprint).write(state_path)
             parent.log_params(
                 {
@@ -132,15 +143,20 @@ def train_partition(
                     "profile": settings.profile_name,
                     "folds": folds,
                     "n_folds": len(all_folds),
+                    "variant": variant or "",
                 }
             )
         results = [
-            _fold(settings, config.for_fold(k), experiment, run_tags, weights_path, log, should_stop)
+            _fold(
+                settings, config.for_fold(k), key_arch, experiment, run_tags, weights_path, log, should_stop
+            )
             for k in folds
         ]
         for orphan in tracking.child_run_ids(parent.run_id):
             tracking.mark_killed(orphan)  # a fold run opened by a killed attempt that wrote no checkpoint
-        result = _publish(settings, config, index, results, len(all_folds), parent, register, log)
+        result = _publish(
+            settings, config, key_arch, variant, index, results, len(all_folds), parent, register, log
+        )
         result.resumed = resume_run_id is not None
     state_path.unlink(missing_ok=True)
     return result
@@ -149,6 +165,7 @@ def train_partition(
 def _fold(
     settings: Settings,
     config: TrainConfig,
+    key_arch: str,
     experiment: str,
     tags: Mapping[str, Any],
     weights_path: Path,
@@ -157,7 +174,7 @@ def _fold(
 ) -> FoldResult:
     """Train (or resume, or reload) one fold inside the active partition run."""
     paths, k = settings.paths, config.val_fold
-    fold_dir = paths.model_fold_dir(config.arch, config.category, k)
+    fold_dir = paths.model_fold_dir(key_arch, config.category, k)
     weights = class_weights_for(weights_path, k, config.weight_scheme)
     plan = plan_fold(
         config, paths.crops_array(config.category), paths.crops_index(config.category), weights, fold_dir
@@ -177,7 +194,7 @@ def _fold(
         resume_run = None  # the fold's run was deleted: log the rest into a new one
     fold_tags = {**tags, "fold": k}
     with tracking.start_run(
-        experiment, f"{config.arch}-{config.category}-fold{k}", fold_tags, run_id=resume_run, nested=True
+        experiment, f"{key_arch}-{config.category}-fold{k}", fold_tags, run_id=resume_run, nested=True
     ) as fold_run:
         if plan.resume is not None:
             # Checkpointed epochs this run lacks (killed between checkpoint and log, or a new run
@@ -201,6 +218,8 @@ def _fold(
 def _publish(
     settings: Settings,
     config: TrainConfig,
+    key_arch: str,
+    variant: str | None,
     index: pl.DataFrame,
     folds: list[FoldResult],
     n_folds: int,
@@ -212,14 +231,17 @@ def _publish(
     paths, arch, category = settings.paths, config.arch, config.category
     oof = outputs.oof_table(folds)
     test = outputs.test_table(index.filter(pl.col("split") == "test"), folds)
-    oof_path = write_parquet(oof, paths.model_oof(arch, category))
-    test_path = write_parquet(test, paths.model_test_predictions(arch, category))
+    oof_path = write_parquet(oof, paths.model_oof(key_arch, category))
+    test_path = write_parquet(test, paths.model_test_predictions(key_arch, category))
     cover = outputs.coverage(index, oof)
     oof_metrics = outputs.table_recalls(oof, "oof_")
+    # Test-split recalls are logged for reading (the loss comparison, the ablation), never used to choose.
+    test_metrics = outputs.table_recalls(test, "test_")
     fold_recalls = [f.best_val_macro_recall for f in folds]
     parent.log_metrics(
         {
             **oof_metrics,
+            **test_metrics,
             "fold_val_macro_recall_mean": float(np.nanmean(fold_recalls)),
             "folds_trained": len(folds),
             "oof_study_share": cover["oof_study_share"],
@@ -250,6 +272,7 @@ def _publish(
     first = folds[0]
     summary = {
         "arch": arch,
+        "variant": variant,
         "timm_name": config.timm_name,
         "category": category,
         "profile": settings.profile_name,
@@ -267,6 +290,7 @@ def _publish(
         "n_test_studies": test["study_id"].n_unique(),
         "test_predictions": "mean of the fold models' softmax",
         **oof_metrics,
+        **test_metrics,
         "val_macro_recall": oof_metrics.get("oof_macro_recall"),
         "fold_val_macro_recall": fold_recalls,
         "folds": [f.summary() for f in folds],
@@ -282,7 +306,7 @@ def _publish(
         "registered_model": registered,
         "model_version": version,
     }
-    summary_path = write_json(summary, paths.model_summary(arch, category))
+    summary_path = write_json(summary, paths.model_summary(key_arch, category))
     return PartitionResult(
         arch=arch,
         category=category,

@@ -23,6 +23,20 @@ def test_demo_architectures_give_three_logits_at_five_slices(arch):
     assert macs > 1_000_000
 
 
+def test_demo_families_are_one_size_so_the_comparison_is_of_designs():
+    demo = PROFILES["demo"]
+    shape = (1, demo.slices, demo.crop_px, demo.crop_px)
+    sizes = {}
+    for arch in ("convnext", "resnet", "swin"):
+        model = create_model(arch, in_chans=demo.slices, img_size=demo.crop_px)
+        sizes[arch] = (count_parameters(model), count_macs(model, shape))
+    params = [p for p, _ in sizes.values()]
+    macs = [m for _, m in sizes.values()]
+    assert max(params) <= 2 * min(params), sizes
+    assert max(macs) <= 2 * min(macs), sizes
+    assert 2_000_000 <= min(params) and max(params) <= 6_000_000, sizes
+
+
 def test_profile_names_resolve():
     assert resolve_timm_name("convnext", "full") == "convnext_tiny"
     assert resolve_timm_name("resnet", "full") == "resnet50"

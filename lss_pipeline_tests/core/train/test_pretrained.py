@@ -57,7 +57,7 @@ def test_config_takes_none_timm_or_an_existing_file_and_full_defaults_to_timm(tm
     assert TrainConfig.from_profile("full", "convnext", "scs").pretrained == "timm"
     assert TrainConfig.from_profile("demo", "convnext", "scs").pretrained == "none"
     with pytest.raises(ValueError, match="timm has no weights for it"):
-        create_model("swin_demo_patch4_window4", in_chans=5, img_size=64, pretrained="timm")
+        create_model("swin_t_w32_window4", in_chans=5, img_size=64, pretrained="timm")
 
 
 def fill_hub_cache(hub_cache, repo_id: str, state: dict[str, torch.Tensor]) -> None:

@@ -18,6 +18,7 @@ from lss_pipeline.core.constants import PROB_COLUMNS
 from lss_pipeline.core.paths import Paths
 from lss_pipeline.core.settings import Settings
 from lss_pipeline.core.train import tracking
+from lss_pipeline.core.train.compare import comparison_markdown, train_other_loss
 from lss_pipeline.core.train.config import TrainConfig
 from lss_pipeline.core.train.ensemble import load_fold_ensemble
 from lss_pipeline.core.train.run import train_partition
@@ -150,6 +151,34 @@ def test_fewer_folds_give_an_oof_table_that_says_its_coverage(tmp_path, mlflow_s
     assert result.test_predictions["n_models"].to_list() == [2] * result.test_predictions.height
     with pytest.raises(ValueError, match="max_folds"):
         train_partition(settings, TrainConfig(**CONFIG), max_folds=0)
+
+
+def test_the_other_loss_trains_beside_the_partition_as_an_unregistered_variant(tmp_path, mlflow_store):
+    settings = make_settings(tmp_path)
+    paths = settings.paths
+    config = TrainConfig(**{**CONFIG, "epochs": 1})
+    main = train_partition(settings, config, max_folds=2)
+    comparison = train_other_loss(settings, config, main, max_folds=2)
+
+    focal_arch = Paths.variant_arch("convnext", "focal")
+    variant = json.loads(paths.model_summary(focal_arch, "scs").read_text())
+    assert variant["loss"] == "focal" and variant["variant"] == "focal" and variant["model_version"] is None
+    assert paths.model_test_predictions(focal_arch, "scs").is_file()
+    # The partition's own outputs are untouched by the variant and name the comparison.
+    summary = json.loads(paths.model_summary("convnext", "scs").read_text())
+    assert summary["loss"] == "weighted_ce" and summary["loss_comparison"] == comparison
+    assert [r["loss"] for r in comparison["runs"]] == ["weighted_ce", "focal"]
+    assert all(0.0 <= r["test_macro_recall"] <= 1.0 for r in comparison["runs"])
+    # Same test rows for both, so the report compares them row for row.
+    tables = [pl.read_parquet(paths.model_test_predictions(a, "scs")) for a in ("convnext", focal_arch)]
+    assert tables[0]["row_id"].to_list() == tables[1]["row_id"].to_list()
+    # One registered version (the partition's), two partition runs with loss as a param.
+    versions = MlflowClient().search_model_versions("name = 'lss-scs'")
+    assert [int(v.version) for v in versions] == [1]
+    parents = [r for r in runs_of("lss-scs") if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.data.params["loss"] for r in parents) == ["focal", "weighted_ce"]
+    assert {r.data.tags.get("variant") for r in parents} == {None, "focal"}
+    assert "| focal |" in comparison_markdown(comparison)
 
 
 KILLER = """
