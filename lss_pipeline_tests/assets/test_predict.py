@@ -4,6 +4,7 @@ champion graders, the submission rebuilt in sample_submission.csv's format; the 
 import shutil
 
 import mlflow
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -12,7 +13,10 @@ from mlflow.tracking import MlflowClient
 
 from lss_pipeline.assets.localise import level_localizer
 from lss_pipeline.assets.predict import TEST_STUDIES, predictions, study_folders_sensor
+from lss_pipeline.core.constants import SEVERITY_TO_LABEL
+from lss_pipeline.core.evaluate.metrics import competition_score
 from lss_pipeline.core.predict.submission import check_submission, read_sample_row_ids
+from lss_pipeline.core.synth import read_solution
 from lss_pipeline.core.train import tracking
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 from lss_pipeline_tests.core.localise.tiny import build_tiny_set
@@ -85,6 +89,12 @@ def test_a_test_study_is_graded_and_the_submission_follows_the_sample(prepared):
     submission = pl.read_csv(paths.submission_csv)
     assert submission.columns == ["row_id", "normal_mild", "moderate", "severe"]
     assert check_submission(submission, sample) == []
+    # The synthetic solution file scores it (the truth the pipeline never read).
+    solution = pl.DataFrame(read_solution(paths.raw_dir)).select(
+        "row_id", pl.col("severity").replace_strict(SEVERITY_TO_LABEL, return_dtype=pl.Int64).alias("label")
+    )
+    score = competition_score(solution, submission)
+    assert score["n_studies"] == 2 and np.isfinite(score["score"])
     # The sample's line ending is kept.
     assert paths.submission_csv.read_bytes().split(b"\n")[0].endswith(b"\r") == (
         paths.sample_submission_csv.read_bytes().split(b"\n")[0].endswith(b"\r")
