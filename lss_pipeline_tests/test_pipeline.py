@@ -13,6 +13,11 @@ from lss_pipeline.demo import run_demo, summary_lines
 
 pytestmark = pytest.mark.slow
 
+
+def scs_runs() -> list:
+    return mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")
+
+
 ARCHS = ("convnext", "resnet")
 
 
@@ -128,15 +133,19 @@ def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
 
     settings, _ = pipeline
     client = MlflowClient()
-    runs_before = {r.info.run_id for r in mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")}
+    runs_before = {r.info.run_id for r in scs_runs()}
     versions_before = {v.version for v in client.search_model_versions("name='lss-scs'")}
     champion_before = client.get_model_version_by_alias("lss-scs", "champion").version
     result = materialize(
-        ASSETS, selection=["trained_model"], partition_key="convnext|scs", instance=DagsterInstance.ephemeral(),
-        resources=default_resources(), run_config={"ops": {"trained_model": {"config": {"epochs": 2}}}},
+        ASSETS,
+        selection=["trained_model"],
+        partition_key="convnext|scs",
+        instance=DagsterInstance.ephemeral(),
+        resources=default_resources(),
+        run_config={"ops": {"trained_model": {"config": {"epochs": 2}}}},
     )
     assert result.success
-    runs_after = {r.info.run_id for r in mlflow.search_runs(experiment_names=["lss-scs"], output_format="list")}
+    runs_after = {r.info.run_id for r in scs_runs()}
     versions_after = {v.version for v in client.search_model_versions("name='lss-scs'")}
     folds = json.loads(settings.paths.model_summary("convnext", "scs").read_text())["folds_trained"]
     assert runs_before < runs_after and len(runs_after) == len(runs_before) + 1 + len(folds)
@@ -161,7 +170,10 @@ def test_failed_training_marks_its_mlflow_run_failed(pipeline, tmp_path):
     shutil.copytree(settings.crops_dir / "nfs", crops_dir)
     np.save(crops_dir / "crops.npy", np.zeros((3, 5, 8, 8), np.float16))
     result = materialize(
-        ASSETS, selection=["trained_model"], partition_key="resnet|nfs", instance=DagsterInstance.ephemeral(),
+        ASSETS,
+        selection=["trained_model"],
+        partition_key="resnet|nfs",
+        instance=DagsterInstance.ephemeral(),
         resources={
             "settings": LssSettings(data_dir=str(data_dir), raw_dir=str(settings.raw_dir)),
             "mlflow_tracking": MLflowTracking(tracking_uri=settings.mlflow_tracking_uri),

@@ -276,7 +276,7 @@ class Paths:
 
     @staticmethod
     def version_test_predictions_artifact(registered_model: str, version: str) -> Path:
-        """Where, inside an ``lss-evaluation`` MLflow run, a registered version's test predictions are kept."""
+        """Where, inside an ``lss-evaluation`` MLflow run, a registered version's test predictions are."""
         return Path("test_predictions") / f"{registered_model}-v{version}.parquet"
 
     # --- services -----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -122,9 +122,8 @@ class Server:
         last_error = ""
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode} before serving {url}:\n{self.log_tail()}"
-                )
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code} before serving {url}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     if response.status == 200:
@@ -132,7 +131,9 @@ class Server:
             except (urllib.error.URLError, OSError) as exc:
                 last_error = str(exc)
             time.sleep(0.5)
-        raise TimeoutError(f"{self.name} did not serve {url} within {timeout_s:.0f} s ({last_error}):\n{self.log_tail()}")
+        raise TimeoutError(
+            f"{self.name} did not serve {url} within {timeout_s:.0f} s ({last_error}):\n{self.log_tail()}"
+        )
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.process.poll() is None:

@@ -79,12 +79,19 @@ def dagster_url(dagster_env, ui_helpers):
     port = ui_helpers.free_port()
     cmd = [
         str(ui_helpers.venv_bin / "dagster-webserver"),
-        "-w", str(ui_helpers.repo_root / "workspace.yaml"),
-        "-h", "127.0.0.1", "-p", str(port),
+        "-w",
+        str(ui_helpers.repo_root / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
     ]
     url = f"http://127.0.0.1:{port}"
     with ui_helpers.running_server(
-        "dagster-webserver", cmd, dagster_env["env"], dagster_env["root"] / "webserver.log",
+        "dagster-webserver",
+        cmd,
+        dagster_env["env"],
+        dagster_env["root"] / "webserver.log",
         ready_url=f"{url}/server_info",
     ) as server:
         # The webserver answers before the code location has loaded.
@@ -122,7 +129,8 @@ def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dags
     run = None
     while time.monotonic() < deadline:
         runs = [
-            r for r in graphql(dagster_url, RUNS_QUERY)["runsOrError"]["results"]
+            r
+            for r in graphql(dagster_url, RUNS_QUERY)["runsOrError"]["results"]
             if {tuple(a["path"]) for a in (r["assetSelection"] or [])} == {("dicom_metadata",)}
         ]
         run = runs[0] if runs else None

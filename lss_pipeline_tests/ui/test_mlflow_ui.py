@@ -34,15 +34,30 @@ def mlflow_store(tmp_path_factory):
     crops, index = write_synthetic_crops(tmp_path_factory.mktemp("crops"), n=120)
     run_ids, recalls = {}, {}
     for name, spec in RUNS.items():
-        config = TrainConfig(arch=spec["arch"], timm_name=spec["timm_name"], category="scs", crop_px=32,
-                             loss=spec["loss"], epochs=2, batch_size=32, device="cpu", val_fold=0)
+        config = TrainConfig(
+            arch=spec["arch"],
+            timm_name=spec["timm_name"],
+            category="scs",
+            crop_px=32,
+            loss=spec["loss"],
+            epochs=2,
+            batch_size=32,
+            device="cpu",
+            val_fold=0,
+        )
         with tracking.start_run(EXPERIMENT, run_name=name, tags={"arch": spec["arch"]}) as run:
             plan = plan_fold(config, crops, index, [1.0, 2.0, 4.0], tmp_path_factory.mktemp(name))
             result = train_fold(plan, tracker=run)
         run_ids[name] = run.run_id
         recalls[name] = result.best_val_macro_recall
-    return {"root": root, "uri": uri, "artifacts": artifacts, "experiment_id": tracking.ensure_experiment(EXPERIMENT),
-            "run_ids": run_ids, "recalls": recalls}
+    return {
+        "root": root,
+        "uri": uri,
+        "artifacts": artifacts,
+        "experiment_id": tracking.ensure_experiment(EXPERIMENT),
+        "run_ids": run_ids,
+        "recalls": recalls,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +65,18 @@ def mlflow_url(mlflow_store, ui_helpers, tmp_path_factory):
     port = ui_helpers.free_port()
     logs = tmp_path_factory.mktemp("mlflow_logs")
     cmd = [
-        str(ui_helpers.venv_bin / "mlflow"), "server",
-        "--backend-store-uri", mlflow_store["uri"],
-        "--artifacts-destination", str(mlflow_store["artifacts"]),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",
+        str(ui_helpers.venv_bin / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        mlflow_store["uri"],
+        "--artifacts-destination",
+        str(mlflow_store["artifacts"]),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     url = f"http://127.0.0.1:{port}"
     with ui_helpers.running_server(
