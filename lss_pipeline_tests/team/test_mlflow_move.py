@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from lss_pipeline.cli import main
 from lss_pipeline.core.train import tracking
 
-pytestmark = pytest.mark.postgres
+# Each runs Dagster's and MLflow's migration tools (seconds apiece): after the fast tests.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture

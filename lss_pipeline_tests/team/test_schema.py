@@ -7,7 +7,8 @@ from lss_pipeline.cli import main
 from lss_pipeline.core.paths import DEPLOY_DAGSTER_TEAM_YAML
 from lss_pipeline.core.team.postgres import alembic_revision, table_names
 
-pytestmark = pytest.mark.postgres
+# Each runs Dagster's and MLflow's migration tools (seconds apiece): after the fast tests.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_team_yaml_reads_the_server_from_the_environment_only():
