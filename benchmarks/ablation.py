@@ -17,8 +17,8 @@ does), averages the fold models' softmax on the test split, and is logged as one
 experiment ``lss-ablation`` (params: recipe, change, category, arch; metrics: test macro and
 per-class recall with 95 % study-bootstrap intervals, the paired difference to the baseline with
 its interval, OOF and fresh-set macro recall, seconds). The bootstrap is the report's own
-(``core/evaluate/bootstrap.py``). The Markdown table printed at the end is what benchmarks/README.md
-holds.
+(``core/evaluate/bootstrap.py``). The Markdown table printed at the end (every row of ``--work``'s
+``ablation.jsonl``, so separate calls add up) is what benchmarks/README.md holds.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ from lss_pipeline.core.train.data import (
     make_dataset,
     read_index,
 )
+from lss_pipeline.core.train.ensemble import load_fold_model
 from lss_pipeline.core.train.fold import plan_fold
 from lss_pipeline.core.train.loop import train_fold
+from lss_pipeline.core.train.models import count_parameters
 from lss_pipeline.core.train.predict import predict_logits, softmax, with_probabilities
 from lss_pipeline.demo import DEMO_CLASS_SHARES, DEMO_SEED, DEMO_STUDIES
 
@@ -84,6 +86,9 @@ class Recipe:
     crops: dict[str, Any] = field(default_factory=dict)  # CropVariant fields
     categories: tuple[str, ...] = CATEGORIES  # where the change means something
     single_fold: bool = False  # test predictions from fold 0's model alone, not the fold ensemble
+    # test-time mirror: the baseline's saved fold models, each crop averaged with its patient
+    # left/right mirror (no training); only SCS, whose midline crops have no side
+    tta_mirror: bool = False
 
 
 def recipes(profile: str = "demo") -> list[Recipe]:
@@ -97,10 +102,17 @@ def recipes(profile: str = "demo") -> list[Recipe]:
         ),
         Recipe("no_class_weights", "no class weights", {"weight_scheme": "none"}),
         Recipe("no_augment", "no augmentation", {"augment": False}),
+        Recipe("no_clip", "no gradient clipping", {"clip_grad_norm": 0.0}),
         Recipe("epochs_half", f"{prof.epochs // 2} epochs", {"epochs": prof.epochs // 2}),
         Recipe("epochs_1.5x", f"{prof.epochs * 3 // 2} epochs", {"epochs": prof.epochs * 3 // 2}),
         Recipe(
             "single_fold", "test predictions from one fold model, not the fold ensemble", single_fold=True
+        ),
+        Recipe(
+            "tta_mirror",
+            "test-time mirror (mean with the left/right-mirrored crop)",
+            categories=("scs",),
+            tta_mirror=True,
         ),
         Recipe("level_channel", "level as one more input channel", crops={"level_channel": True}),
         *(
@@ -179,19 +191,76 @@ class Outcome:
     gmacs: float
 
 
-def predict_table(models: list[torch.nn.Module], settings: Settings, config: TrainConfig) -> pl.DataFrame:
-    """Every labelled crop of a (fresh) set, scored by the mean of the fold models' softmax."""
-    paths, category = settings.paths, config.category
-    n = np.load(paths.crops_array(category), mmap_mode="r").shape[0]
-    rows = read_index(paths.crops_index(category), n).filter(pl.col("label").is_not_null())
+# Patient left/right in a (slices, H, W) crop: the slice axis of sagittal series, the width of axial.
+MIRROR_AXIS: dict[str, int] = {"scs": 0, "nfs": 0, "sbs": 2}
+
+
+class Mirrored(torch.nn.Module):
+    """A model whose softmax is averaged with its softmax on the left/right-mirrored crop (as log)."""
+
+    def __init__(self, model: torch.nn.Module, axis: int):
+        super().__init__()
+        self.model, self.axis = model, axis
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        both = [self.model(crops), self.model(torch.flip(crops, dims=[self.axis + 1]))]
+        return torch.log(torch.stack([torch.softmax(x.float(), 1) for x in both]).mean(0))
+
+
+def predict_rows(
+    models: list[torch.nn.Module], settings: Settings, config: TrainConfig, rows: pl.DataFrame
+) -> pl.DataFrame:
+    """``rows`` of the index scored by the mean of the models' softmax (flip merge as trained)."""
+    category = config.category
     dataset = make_dataset(
-        paths.crops_array(category), rows, train=False, augment=False, seed=0,
+        settings.paths.crops_array(category), rows, train=False, augment=False, seed=0,
         flip_merge=config.flip_merge, category=category, in_memory=True,
     )  # fmt: skip
     loader = DataLoader(dataset, batch_size=128, collate_fn=batch_as_is)
     cpu = torch.device("cpu")
     probs = np.mean([softmax(predict_logits(m, loader, cpu, None, False)[0]) for m in models], axis=0)
     return with_probabilities(rows, PREDICTION_ID_COLUMNS, probs)
+
+
+def labelled_rows(settings: Settings, category: str) -> pl.DataFrame:
+    paths = settings.paths
+    n = np.load(paths.crops_array(category), mmap_mode="r").shape[0]
+    return read_index(paths.crops_index(category), n).filter(pl.col("label").is_not_null())
+
+
+def saved_outcome(
+    recipe: Recipe,
+    source: str,
+    arch: str,
+    category: str,
+    settings: Settings,
+    fresh: Settings | None,
+    out: Path,
+) -> Outcome:
+    """An outcome from the fold models another recipe (``source``) saved under ``out``: no training."""
+    config = TrainConfig.from_profile("demo", arch, category, device="cpu")
+    index = labelled_rows(settings, category)
+    fold_dirs = sorted((out / source / arch / category).glob("fold*"))
+    if not fold_dirs:
+        raise FileNotFoundError(f"no saved {source} models under {out / source / arch / category}")
+    models = [load_fold_model(d) for d in fold_dirs]
+    if recipe.tta_mirror:
+        models = [Mirrored(m, MIRROR_AXIS[category]).eval() for m in models]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    test = predict_rows(models, settings, config, index.filter(pl.col("split") == "test"))
+    oof = pl.concat([pl.read_parquet(d / "oof.parquet") for d in fold_dirs])
+    return Outcome(
+        recipe=recipe,
+        category=category,
+        arch=arch,
+        test=test,
+        oof=oof,
+        fresh=predict_rows(models, fresh, config, labelled_rows(fresh, category)) if fresh else None,
+        seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
+        params=count_parameters(models[0]),
+        gmacs=float("nan"),
+    )
 
 
 def train_recipe(
@@ -216,7 +285,9 @@ def train_recipe(
     used = folds[:1] if recipe.single_fold else folds
     test_rows = index.filter(pl.col("split") == "test")
     test = with_probabilities(test_rows, PREDICTION_ID_COLUMNS, np.mean([f.test_probs for f in used], axis=0))
-    fresh_table = predict_table([f.model for f in used], fresh, config) if fresh is not None else None
+    fresh_table = None
+    if fresh is not None:
+        fresh_table = predict_rows([f.model for f in used], fresh, config, labelled_rows(fresh, category))
     return Outcome(
         recipe=recipe,
         category=category,
@@ -334,6 +405,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def all_rows(work: Path) -> list[dict[str, Any]]:
+    """Every row of ``work``'s ablation.jsonl (all calls), the last one per recipe x arch x category."""
+    path = work / "ablation.jsonl"
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        latest[(row["recipe"], row["arch"], row["category"])] = row
+    return list(latest.values())
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -366,9 +447,22 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> list[di
                 if args.categories and category not in args.categories:
                     continue
                 say(f"{recipe.name} / {arch} / {category} …")
-                outcome = train_recipe(recipe, arch, category, settings, fresh, work / "models")
+                models = work / "models"
+                if recipe.tta_mirror:
+                    outcome = saved_outcome(recipe, "baseline", arch, category, settings, fresh, models)
+                else:
+                    outcome = train_recipe(recipe, arch, category, settings, fresh, models)
                 if recipe.name == "baseline":
                     baselines[(arch, category)] = outcome
+                elif (arch, category) not in baselines and (models / "baseline" / arch / category).is_dir():
+                    # The baseline of an earlier call: rescored from its saved fold models for the paired
+                    # difference (same models, same test rows).
+                    base_settings = make_crops(
+                        work / "crops" / base_variant.folder(), raw, base_variant, prof.crop_mm
+                    )
+                    baselines[(arch, category)] = saved_outcome(
+                        recipes()[0], "baseline", arch, category, base_settings, None, models
+                    )
                 row = score(outcome, baselines.get((arch, category)))
                 row["mlflow_run"] = log_run(row, recipe)
                 rows.append(row)
@@ -399,7 +493,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     rows = run(args)
-    table = markdown(rows)
+    table = markdown(all_rows(args.work))
     (args.work / "ablation.md").write_text(table + "\n")
     print(table)
     return rows

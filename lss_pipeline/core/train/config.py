@@ -33,6 +33,9 @@ class TrainConfig:
     weight_decay: float = 0.05
     batch_size: int = 32
     warmup_epochs: float = 1.0
+    # > 0: gradients rescaled to at most this global norm each step (0: off). Without it one of the
+    # demo Swin's three folds did not learn at all (SBS, val macro recall 0.41 vs 0.92); CNNs unchanged.
+    clip_grad_norm: float = 1.0
     min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
     patience: int = 4  # epochs without a better val macro recall before stopping; <= 0: never
     seed: int = 42
@@ -85,6 +88,8 @@ class TrainConfig:
         if self.val_fold < 0:
             raise ValueError(f"val_fold must be >= 0, got {self.val_fold}")
         validate_spec(self.pretrained)
+        if self.clip_grad_norm < 0:
+            raise ValueError(f"clip_grad_norm must be >= 0 (0: off), got {self.clip_grad_norm}")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("lr must be > 0, warmup_epochs >= 0, min_lr_ratio in [0, 1]")
 

@@ -175,6 +175,8 @@ class _Fold:
             loss = self.criterion(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += loss.detach() * len(y)  # no per-batch host sync

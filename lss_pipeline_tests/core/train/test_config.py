@@ -33,3 +33,10 @@ def test_full_profile_compares_both_losses_everywhere_and_starts_from_timm_weigh
     full = PROFILES["full"]
     assert len(full.loss_comparison) == len(ARCHITECTURES) * len(CATEGORIES)
     assert full.pretrained == "timm" and full.n_folds == 5
+
+
+def test_gradient_clipping_is_on_by_default_and_a_negative_norm_is_refused():
+    assert TrainConfig().clip_grad_norm > 0
+    TrainConfig(clip_grad_norm=0.0).validate()
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        TrainConfig(clip_grad_norm=-1.0).validate()
