@@ -1,7 +1,6 @@
 """Turn core progress callbacks into Dagster log lines (about every 10 %)."""
 
-
-from typing import Callable
+from collections.abc import Callable
 
 
 def log_progress(context, what: str, every_fraction: float = 0.1) -> Callable[[int, int], None]:

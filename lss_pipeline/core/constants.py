@@ -52,7 +52,13 @@ TRAIN_LABEL_COLUMNS: tuple[str, ...] = tuple(
 )
 TRAIN_CSV_HEADER: tuple[str, ...] = ("study_id", *TRAIN_LABEL_COLUMNS)
 COORDINATES_CSV_HEADER: tuple[str, ...] = (
-    "study_id", "series_id", "instance_number", "condition", "level", "x", "y",
+    "study_id",
+    "series_id",
+    "instance_number",
+    "condition",
+    "level",
+    "x",
+    "y",
 )
 SERIES_CSV_HEADER: tuple[str, ...] = ("study_id", "series_id", "series_description")
 SUBMISSION_CSV_HEADER: tuple[str, ...] = ("row_id", "normal_mild", "moderate", "severe")
