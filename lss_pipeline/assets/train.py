@@ -28,11 +28,12 @@ from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
 
 TRAINED_MODEL_VERSION = "3"
 
-# Per step on Kubernetes: one GPU plus the memory/CPU a data loader needs.
+# Per step on Kubernetes: one GPU plus the memory/CPU a data loader needs (the full profile's 6
+# loader workers and the training process).
 GPU_STEP_K8S_CONFIG = {
     "container_config": {
         "resources": {
-            "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+            "requests": {"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "1"},
             "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
         }
     },

@@ -54,6 +54,9 @@ class Profile:
     # sided categories whose right-side crops are mirrored (in patient space) to look like left ones,
     # in training and at inference: one model sees both sides as one kind of image
     flip_merge: tuple[str, ...] = ("nfs", "sbs")
+    # data-loader worker processes per training (augmentation runs there: ~3 ms of CPU a 5x224x224
+    # crop, so a GPU at ~1,000 images/s needs several); 0: in the training process (CPU demo)
+    num_workers: int = 0
     # partitions "arch|category" that also train the other loss (weighted CE <-> focal) as a variant
     # beside them, for the loss comparison of the report (never registered)
     loss_comparison: tuple[str, ...] = ()
@@ -94,6 +97,7 @@ PROFILES: dict[str, Profile] = {
         },
         pretrained="timm",
         n_folds=5,
+        num_workers=6,
         loss_comparison=tuple(f"{a}|{c}" for a in ARCHITECTURES for c in CATEGORIES),
     ),
 }

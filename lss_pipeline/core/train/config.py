@@ -64,6 +64,7 @@ class TrainConfig:
             lr=prof.lr,
             pretrained=prof.pretrained,
             flip_merge=category in prof.flip_merge,
+            num_workers=prof.num_workers,
         )
         return cls(**{**base, **overrides})
 

@@ -17,6 +17,7 @@ def test_flip_merge_comes_from_the_profile_for_the_sided_categories_only(profile
         config.validate()
         assert config.flip_merge == (category in prof.flip_merge)
         assert (config.in_chans, config.crop_px, config.epochs) == (prof.slices, prof.crop_px, prof.epochs)
+        assert config.num_workers == prof.num_workers
     overridden = TrainConfig.from_profile(profile, "convnext", "sbs", flip_merge=False)
     assert overridden.flip_merge is False
 
