@@ -110,6 +110,7 @@ def test_demo_runs_are_recorded_in_the_ui_instance_and_leave_nothing_to_retrain(
     from dagster import DagsterInstance, evaluate_automation_conditions
 
     from lss_pipeline.core.label_watch import read_label_snapshot
+    from lss_pipeline.core.predict.publish import test_study_ids
     from lss_pipeline.definitions import build_definitions
     from lss_pipeline.demo import plan
     from lss_pipeline.sensors import latest_observation
@@ -118,7 +119,7 @@ def test_demo_runs_are_recorded_in_the_ui_instance_and_leave_nothing_to_retrain(
     monkeypatch.setenv("DAGSTER_HOME", str(settings.paths.dagster_home))  # deploy/dagster.yaml reads it
     with DagsterInstance.get() as instance:
         # One run per step of the demo's plan: ingest, crops, models, localisers, report, test studies.
-        test_studies = sorted(p.name for p in settings.paths.test_images.iterdir() if p.is_dir())
+        test_studies = [str(s) for s in test_study_ids(settings.paths)]
         assert len(instance.get_run_records()) == len(plan(ARCHS, test_studies=test_studies))
         # The demo observed the label files it built from: the daemon has nothing to retrain.
         files_hash = read_label_snapshot(settings.paths.label_files, settle_seconds=0).labels_hash
