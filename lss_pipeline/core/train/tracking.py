@@ -56,7 +56,14 @@ def ensure_experiment(name: str, artifacts_dir: str | os.PathLike | None = None)
         return existing.experiment_id
     base = Path(artifacts_dir) if artifacts_dir is not None else (_config.artifacts_dir if _config else None)
     location = (base / name).resolve().as_uri() if base is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Two trainings starting at once on a shared server: the other one created it first.
+        created = client.get_experiment_by_name(name)
+        if created is None:
+            raise
+        return created.experiment_id
 
 
 class MlflowTracker:
