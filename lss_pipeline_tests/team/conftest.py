@@ -42,6 +42,17 @@ def pg_server() -> PgConfig:
     return config
 
 
+@pytest.fixture(autouse=True)
+def restore_mlflow_uri() -> Iterator[None]:
+    """Tests point MLflow at their own (then dropped) store; the next test finds the URIs as before."""
+    import mlflow
+
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+
+
 @pytest.fixture
 def team_site(pg_server: PgConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TeamSite]:
     """Two fresh databases (Dagster, MLflow), a data folder and DAGSTER_HOME with the team config;

@@ -10,11 +10,12 @@ from mlflow.tracking import MlflowClient
 
 from lss_pipeline_tests.team.site import QUICK_TRAINING, step_intervals
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.postgres
 
 ARCHS = ("resnet", "convnext")
 
 
+@pytest.mark.slow
 def test_two_trainings_at_once_leave_a_consistent_registry(site_with_crops, mlflow_server):
     site = site_with_crops
     site.dagster_cli("instance", "concurrency", "set", "gpu", "2")  # both may hold the accelerator
@@ -62,3 +63,27 @@ def test_two_trainings_at_once_leave_a_consistent_registry(site_with_crops, mlfl
     alias = client.get_model_version_by_alias("lss-scs", "champion")
     assert str(alias.version) == champion["version"] and alias.tags["arch"] == champion["arch"]
     assert len(client.search_model_versions("name='lss-scs'")) == 2  # the report registers nothing
+
+
+def test_an_experiment_created_by_another_training_in_between_is_used(team_site, monkeypatch):
+    """The race the two trainings above can lose: both look the experiment up, both create it."""
+    from lss_pipeline.core.train import tracking
+
+    url = team_site.config.mlflow_url
+    tracking.configure_mlflow(url, team_site.paths.mlflow_artifacts_dir)
+    client = MlflowClient(url, url)
+    theirs = client.create_experiment("lss-scs")
+    monkeypatch.setattr(
+        MlflowClient, "get_experiment_by_name", _missing_once(MlflowClient.get_experiment_by_name)
+    )
+    assert tracking.ensure_experiment("lss-scs") == theirs
+
+
+def _missing_once(lookup):
+    calls = []
+
+    def first_lookup_misses(self, name):
+        calls.append(name)
+        return None if len(calls) == 1 else lookup(self, name)
+
+    return first_lookup_misses

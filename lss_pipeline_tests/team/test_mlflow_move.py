@@ -15,14 +15,6 @@ from lss_pipeline.core.train import tracking
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.fixture
-def restore_mlflow_uri():
-    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri)
-
-
 def make_lab_store(site) -> dict:
     """The embedded store after two trainings of lss-scs: runs, metric histories, versions, champion."""
     paths = site.paths
@@ -54,9 +46,7 @@ def point_mlflow_at(url: str) -> MlflowClient:
     return MlflowClient(url, url)
 
 
-def test_history_moves_with_its_ids_and_artifacts_and_a_second_run_adds_nothing(
-    team_site, capsys, restore_mlflow_uri
-):
+def test_history_moves_with_its_ids_and_artifacts_and_a_second_run_adds_nothing(team_site, capsys):
     runs = make_lab_store(team_site)
     old_artifacts = team_site.paths.mlflow_artifacts_dir
     shared = team_site.root / "shared" / "artifacts"
@@ -95,9 +85,7 @@ def test_history_moves_with_its_ids_and_artifacts_and_a_second_run_adds_nothing(
     assert len(client.search_model_versions("name='lss-scs'")) == 2
 
 
-def test_a_server_with_another_history_under_the_same_name_is_left_untouched(
-    team_site, capsys, restore_mlflow_uri
-):
+def test_a_server_with_another_history_under_the_same_name_is_left_untouched(team_site, capsys):
     client = point_mlflow_at(team_site.config.mlflow_url)
     client.create_experiment("someone-else")
     client.create_experiment("lss-scs")  # id 2 on the server; id 1 in the lab's store
