@@ -146,7 +146,8 @@ def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
         partition_key="convnext|scs",
         instance=DagsterInstance.ephemeral(),
         resources=default_resources(),
-        run_config={"ops": {"trained_model": {"config": {"epochs": 2}}}},
+        # compare_loss off: the demo profile's focal variant of convnext|scs would add its own runs.
+        run_config={"ops": {"trained_model": {"config": {"epochs": 2, "compare_loss": False}}}},
     )
     assert result.success
     runs_after = {r.info.run_id for r in scs_runs()}
