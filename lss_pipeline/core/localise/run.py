@@ -40,7 +40,7 @@ module_log = logging.getLogger(__name__)
 
 # Fit settings per profile; demo epochs per category (sbs has ~5 samples per study).
 PROFILE_FITS: dict[str, FitConfig] = {
-    "demo": FitConfig(epochs=24, batch_size=8, lr=2e-3, widths=(16, 24, 32, 48, 64)),
+    "demo": FitConfig(epochs=24, batch_size=8, lr=2e-3, widths=(12, 16, 24, 32, 48)),
     "full": FitConfig(epochs=60, batch_size=16, lr=1e-3, widths=(24, 32, 48, 64, 96)),
 }
 EPOCH_SHARE: dict[str, float] = {"scs": 1.0, "nfs": 1.0, "sbs": 0.4}
