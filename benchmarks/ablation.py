@@ -482,7 +482,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--archs", nargs="*", default=["convnext"], choices=["convnext", "resnet", "swin"])
     parser.add_argument("--studies", type=int, default=DEMO_STUDIES)
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
-    parser.add_argument("--fresh-seed", type=int, default=11, help="seed of the unseen set (-1: none)")
+    parser.add_argument(
+        "--fresh-seed", type=int, default=4711, help="seed of the unseen set, one no test uses (-1: none)"
+    )
     parser.add_argument("--fresh-studies", type=int, default=DEMO_STUDIES)
     parser.add_argument("--real-shares", action="store_true", help="the real class shares, not the demo's")
     parser.add_argument("--mlflow-uri", default=None, help="default: sqlite in --work")

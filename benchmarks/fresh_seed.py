@@ -1,0 +1,140 @@
+"""The demo's registered graders on studies from a seed nothing has used: do the report's intervals hold?
+
+A data folder already run (``make demo``, or any ``LSS_DATA_DIR``) holds the report
+(``reports/metrics.parquet``: test-split macro recall with its 95 % study-bootstrap interval per
+architecture and category) and the graders in the MLflow registry (``lss-{category}``, one version
+per training, tagged with its architecture; ``@champion``). This script writes a *fresh* synthetic
+set with the same generator and class shares as the demo but another seed (default 31337: no test,
+benchmark or demo uses it), ingests it, cuts a crop at every labelled point and scores each
+architecture's newest registered version, and the champion, with the report's own bootstrap
+(``core/evaluate/bootstrap.recall_intervals``, studies resampled). The table says, per model,
+whether the fresh-set macro recall lies inside the report's test-split interval.
+
+    .venv/bin/python benchmarks/fresh_seed.py --data-dir data --out /tmp/lss_fresh
+    .venv/bin/python benchmarks/fresh_seed.py --data-dir data --out /tmp/lss_fresh --studies 150 --seed 31337
+
+Not a test: it needs a data folder with trained graders, and its figures go in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES
+from lss_pipeline.core.evaluate.bootstrap import recall_intervals
+from lss_pipeline.core.markdown import markdown_table
+from lss_pipeline.core.predict.grade import grade_points, load_grader, registered_grader_name
+from lss_pipeline.core.settings import Settings
+from lss_pipeline.core.train import tracking
+
+N_BOOT = 2000
+
+
+def fresh_set(root: Path, studies: int, seed: int, sites: int) -> tuple[Settings, pl.DataFrame, pl.DataFrame]:
+    """A fresh synthetic set under ``root``, scanned and labelled (skipped when done)."""
+    from lss_pipeline.core.dicom.store import ingest_dicom_folder, read_metadata
+    from lss_pipeline.core.labels.store import ingest_labels, read_labels
+    from lss_pipeline.core.synth import generate_dataset
+    from lss_pipeline.demo import DEMO_CLASS_SHARES
+
+    settings = Settings(data_dir=root, raw_dir=root / "raw", profile_name="demo")
+    if not settings.paths.labels.exists():
+        generate_dataset(
+            settings.raw_dir, n_studies=studies, seed=seed, n_test_studies=0,
+            class_shares=DEMO_CLASS_SHARES, sites=sites,
+        )  # fmt: skip
+        ingest_dicom_folder(settings.paths)
+        ingest_labels(settings.paths)
+    metadata, _ = read_metadata(settings.paths)
+    return settings, metadata, read_labels(settings.paths)
+
+
+def newest_version_per_arch(category: str) -> dict[str, str]:
+    """arch -> the newest registered version of ``lss-{category}`` (variants are never registered)."""
+    from mlflow.tracking import MlflowClient
+
+    newest: dict[str, int] = {}
+    for version in MlflowClient().search_model_versions(f"name='{registered_grader_name(category)}'"):
+        arch = (version.tags or {}).get("arch")
+        if arch:
+            newest[arch] = max(newest.get(arch, 0), int(version.version))
+    return {arch: str(v) for arch, v in sorted(newest.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("LSS_DATA_DIR", "data")))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lss_fresh"))
+    parser.add_argument("--studies", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=31337)
+    parser.add_argument("--sites", type=int, default=0, help="0: the plain protocol (as the demo)")
+    args = parser.parse_args()
+
+    trained = Settings(data_dir=args.data_dir.resolve(), raw_dir=args.data_dir.resolve() / "raw")
+    report = pl.read_parquet(trained.paths.report_metrics_parquet)
+    tracking.configure_mlflow(trained.mlflow_tracking_uri, trained.mlflow_artifacts_dir)
+    champions_file = trained.paths.champions_json
+    champions = json.loads(champions_file.read_text()) if champions_file.exists() else {}
+
+    fresh, metadata, labels = fresh_set(args.out / "fresh", args.studies, args.seed, args.sites)
+    profile = trained.profile
+    rows = []
+    for category in CATEGORIES:
+        truth = labels.filter(
+            (pl.col("category") == category) & pl.col("label").is_not_null() & pl.col("x").is_not_null()
+        ).with_columns(pl.lit("ok").alias("status"))
+        versions = newest_version_per_arch(category)
+        for arch, version in versions.items():
+            grader = load_grader(
+                category, version, crop_mm=profile.crop_mm, default_px=profile.crop_px,
+                default_slices=profile.slices,
+            )  # fmt: skip
+            graded = grade_points(truth, metadata, fresh.raw_dir, {category: grader})
+            scored = truth.select("row_id", "study_id", "label").join(graded.grades, on="row_id")
+            ci = recall_intervals(scored, n_boot=N_BOOT, seed=hash((category, arch)) % 2**31)
+            mine = report.filter((pl.col("arch") == arch) & (pl.col("category") == category))
+            test = mine.row(0, named=True) if mine.height else {}
+            lo, hi = test.get("test_macro_recall_lo"), test.get("test_macro_recall_hi")
+            counts = scored["label"].value_counts().sort("label")
+            per_class = dict(zip(counts["label"].to_list(), counts["count"].to_list()))
+            champion = (champions.get(category) or {}).get("version")
+            rows.append(
+                {
+                    "category": category,
+                    "arch": arch,
+                    "version": version,
+                    "champion": "yes" if str(champion) == version else "",
+                    "test_macro_recall": test.get("test_macro_recall"),
+                    "test_ci": f"{100 * lo:.1f}–{100 * hi:.1f}" if lo is not None else "",
+                    "test_studies": test.get("test_n_studies"),
+                    "fresh_macro_recall": ci.macro.point,
+                    "fresh_ci": f"{100 * ci.macro.lo:.1f}–{100 * ci.macro.hi:.1f}",
+                    "fresh_studies": scored["study_id"].n_unique(),
+                    "fresh_n": "/".join(str(per_class.get(i, 0)) for i in range(len(CLASS_NAMES))),
+                    "fresh_skipped": graded.skipped.height,
+                    "inside_test_ci": "" if lo is None else ("yes" if lo <= ci.macro.point <= hi else "NO"),
+                }
+            )
+            print(rows[-1], flush=True)
+    table = pl.DataFrame(rows)
+    percent = ("test_macro_recall", "fresh_macro_recall")
+    shown = table.with_columns([(pl.col(c) * 100).round(1) for c in percent])
+    md = (
+        f"trained: {trained.data_dir}; fresh set: {args.studies} studies, seed {args.seed}, "
+        f"sites {args.sites}; "
+        f"macro recall in %, 95 % study-bootstrap intervals ({N_BOOT} resamples); n = Normal/Mild, Moderate, "
+        "Severe labelled rows\n\n" + markdown_table(shown)
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fresh_seed.md").write_text(md + "\n")
+    table.write_csv(args.out / "fresh_seed.csv")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
