@@ -3,6 +3,11 @@
 Chromium comes from Debian's packages (scripts/install_chromium.sh); Playwright's own
 browser download is never used. The tests skip, with the reason, only when Chromium is
 missing and cannot be installed here.
+
+Each UI is tested in two deployments (``DEPLOYMENTS``): ``local`` (the embedded sqlite stores of
+``make demo``) and ``team`` (Dagster's runs and MLflow's runs in PostgreSQL databases of their own,
+made per module and dropped afterwards, on the server LSS_PG_* names; see core/team/postgres.py).
+Without a PostgreSQL server the team tests skip, saying why; with LSS_REQUIRE_POSTGRES=1 they fail.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SERVER_START_TIMEOUT_S = 120.0
+DEPLOYMENTS = ("local", "team")
 
 
 def pytest_configure(config):
@@ -180,6 +187,48 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def team_databases(label: str) -> Iterator:
+    """Two fresh PostgreSQL databases (Dagster, MLflow) as a ``PgConfig``; dropped afterwards."""
+    from dataclasses import replace
+
+    from lss_pipeline.core.team.postgres import (
+        PgConfig,
+        PostgresUnavailable,
+        connect,
+        drop_database,
+        ensure_database,
+    )
+
+    server = PgConfig.from_env()
+    try:
+        with connect(server):
+            pass
+    except PostgresUnavailable as exc:
+        why = f"the team-deployment browser tests need PostgreSQL: {exc}"
+        if os.environ.get("LSS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    prefix = f"lss_ui_{label}_{uuid.uuid4().hex[:10]}"
+    config = replace(server, dagster_db=f"{prefix}_dagster", mlflow_db=f"{prefix}_mlflow")
+    try:
+        for database in (config.dagster_db, config.mlflow_db):
+            ensure_database(config, database)
+        yield config
+    finally:
+        for database in (config.dagster_db, config.mlflow_db):
+            drop_database(config, database)
+
+
+def postgres_rows(config, database: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Rows of ``query`` in ``database``: what the UI shows must be what PostgreSQL holds."""
+    from lss_pipeline.core.team.postgres import connect
+
+    with connect(config, database) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall())
+
+
 @pytest.fixture(scope="session")
 def ui_helpers():
     """The helpers above for test modules (conftest is not importable by name)."""
@@ -188,6 +237,8 @@ def ui_helpers():
         free_port = staticmethod(free_port)
         running_server = staticmethod(running_server)
         base_env = staticmethod(base_env)
+        team_databases = staticmethod(team_databases)
+        postgres_rows = staticmethod(postgres_rows)
         venv_bin = VENV_BIN
         repo_root = REPO_ROOT
 

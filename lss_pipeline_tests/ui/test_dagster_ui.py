@@ -24,6 +24,7 @@ DESIGN_ASSETS = (
     "evaluation_report",
 )
 RUN_TIMEOUT_S = 300.0
+DEPLOYMENTS = ("local", "team")  # as conftest.DEPLOYMENTS
 TERMINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -48,30 +49,42 @@ query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
 """
 
 
-@pytest.fixture(scope="module")
-def dagster_env(tmp_path_factory, ui_helpers):
-    """Temp LSS_DATA_DIR with a tiny synthetic RSNA set, temp DAGSTER_HOME with deploy/'s config."""
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def dagster_env(request, tmp_path_factory, ui_helpers):
+    """Temp LSS_DATA_DIR with a tiny synthetic RSNA set, temp DAGSTER_HOME with deploy/'s config:
+    ``local``: deploy/dagster.yaml (sqlite in DAGSTER_HOME); ``team``: deploy/dagster-team.yaml on a
+    PostgreSQL database of its own, MLflow on another (LSS_DEPLOYMENT=team)."""
     from lss_pipeline.core.synth import generate_dataset
 
-    root = tmp_path_factory.mktemp("dagster_ui")
+    deployment = request.param
+    root = tmp_path_factory.mktemp(f"dagster_ui_{deployment}")
     data_dir = root / "data"
     generate_dataset(data_dir / "raw", n_studies=8, seed=0, n_test_studies=0)
     home = root / "dagster_home"
     home.mkdir()
-    config = yaml.safe_load((ui_helpers.repo_root / "deploy" / "dagster.yaml").read_text())
+    config_file = "dagster-team.yaml" if deployment == "team" else "dagster.yaml"
+    config = yaml.safe_load((ui_helpers.repo_root / "deploy" / config_file).read_text())
     # Only the webserver runs here (no daemon): the label sensor is RUNNING by default and
     # would start a full retraining on this data. Without a daemon nothing dequeues runs,
     # so the UI's launches go straight to the run launcher.
     config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    env = ui_helpers.base_env(
-        DAGSTER_HOME=str(home),
-        LSS_DATA_DIR=str(data_dir),
-        LSS_RAW_DIR=str(data_dir / "raw"),
-        LSS_PROFILE="demo",
-        MLFLOW_TRACKING_URI=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
-    )
-    return {"root": root, "data_dir": data_dir, "home": home, "env": env}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "LSS_DATA_DIR": str(data_dir),
+        "LSS_RAW_DIR": str(data_dir / "raw"),
+        "LSS_PROFILE": "demo",
+        "LSS_DEPLOYMENT": deployment,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+    }
+    if deployment == "local":
+        yield {"deployment": deployment, "root": root, "data_dir": data_dir, "home": home,
+               "env": ui_helpers.base_env(**env), "pg": None}  # fmt: skip
+        return
+    with ui_helpers.team_databases("dagster") as pg:
+        env.update(pg.env(), MLFLOW_TRACKING_URI=pg.mlflow_url)
+        yield {"deployment": deployment, "root": root, "data_dir": data_dir, "home": home,
+               "env": ui_helpers.base_env(**env), "pg": pg}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +120,7 @@ def dagster_url(dagster_env, ui_helpers):
         yield url
 
 
-def test_asset_graph_lists_every_design_asset(page, dagster_url, artifacts_dir):
+def test_asset_graph_lists_every_design_asset(page, dagster_url, dagster_env, artifacts_dir):
     page.goto(f"{dagster_url}/asset-groups")
     page.get_by_text("Global asset lineage").first.wait_for(state="visible")
     page.get_by_text("preprocess").first.wait_for(state="visible")
@@ -116,10 +129,12 @@ def test_asset_graph_lists_every_design_asset(page, dagster_url, artifacts_dir):
     page.get_by_role("menuitem", name="Expand all groups").click()
     for name in DESIGN_ASSETS:
         page.get_by_text(name, exact=True).first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "dagster_asset_graph.png")
+    page.screenshot(path=artifacts_dir / f"dagster_asset_graph_{dagster_env['deployment']}.png")
 
 
-def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dagster_env, artifacts_dir):
+def test_materialize_from_ui_succeeds_and_shows_metadata(
+    page, dagster_url, dagster_env, artifacts_dir, ui_helpers
+):
     page.goto(f"{dagster_url}/assets/dicom_metadata")
     page.get_by_text("Never materialized").first.wait_for(state="visible")
     page.get_by_role("button", name=re.compile(r"(^| )Materialize$")).click()
@@ -143,7 +158,7 @@ def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dags
     if run["status"] == "SUCCESS":
         # The run's event log, rendered: the last event of a successful run.
         page.get_by_text(re.compile(r"Finished execution of run")).first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "dagster_materialize_run.png")
+    page.screenshot(path=artifacts_dir / f"dagster_materialize_run_{dagster_env['deployment']}.png")
     assert run["status"] == "SUCCESS", f"run {run['runId']} ended {run['status']}"
 
     page.goto(f"{dagster_url}/assets/dicom_metadata")
@@ -151,7 +166,8 @@ def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dags
     # The asset's MaterializeResult metadata, as the UI renders it.
     for key in ("instances", "studies", "series", "quarantined", "instances_by_series_description"):
         page.get_by_text(key, exact=True).first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "dagster_asset_metadata.png", full_page=True)
+    shot = artifacts_dir / f"dagster_asset_metadata_{dagster_env['deployment']}.png"
+    page.screenshot(path=shot, full_page=True)
     body = page.inner_text("body")
     assert "Never materialized" not in body
     import polars as pl
@@ -160,3 +176,17 @@ def test_materialize_from_ui_succeeds_and_shows_metadata(page, dagster_url, dags
     # The instance count shown is the one written (8 studies x 3 series x tens of slices).
     assert table.height > 100
     assert str(table.height) in body, f"instance count {table.height} not shown in the asset metadata"
+
+    pg = dagster_env["pg"]
+    if pg is not None:
+        # Team deployment: the run the UI shows is the one PostgreSQL holds, with its events.
+        stored = ui_helpers.postgres_rows(
+            pg, pg.dagster_db, "SELECT status FROM runs WHERE run_id = %s", (run["runId"],)
+        )
+        assert stored == [("SUCCESS",)], f"run {run['runId']} in {pg.dagster_db}: {stored}"
+        events = ui_helpers.postgres_rows(
+            pg, pg.dagster_db, "SELECT count(*) FROM event_logs WHERE run_id = %s", (run["runId"],)
+        )
+        assert events[0][0] > 0, f"no events of run {run['runId']} in {pg.dagster_db}"
+        # Nothing went to a sqlite store beside it.
+        assert not list(dagster_env["home"].rglob("*.db")), list(dagster_env["home"].rglob("*.db"))

@@ -18,17 +18,33 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory):
-    """A sqlite store holding two tiny training runs, logged as the trained_model asset logs them."""
+@pytest.fixture(scope="module", params=("local", "team"))
+def mlflow_store(request, tmp_path_factory, ui_helpers):
+    """A store holding two tiny training runs, logged as the trained_model asset logs them:
+    ``local`` the demo's sqlite file, ``team`` a PostgreSQL database of its own (dropped afterwards)."""
+    import mlflow
+
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        if request.param == "local":
+            yield _store_with_runs(tmp_path_factory, "local", None)
+        else:
+            with ui_helpers.team_databases("mlflow") as pg:
+                yield _store_with_runs(tmp_path_factory, "team", pg)
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
+
+
+def _store_with_runs(tmp_path_factory, deployment: str, pg) -> dict:
     from lss_pipeline.core.train import tracking
     from lss_pipeline.core.train.config import TrainConfig
     from lss_pipeline.core.train.fold import plan_fold
     from lss_pipeline.core.train.loop import train_fold
     from lss_pipeline_tests.core.train.synthetic_crops import write_synthetic_crops
 
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    root = tmp_path_factory.mktemp(f"mlflow_{deployment}")
+    uri = pg.mlflow_url if pg is not None else f"sqlite:///{root / 'mlflow.db'}"
     artifacts = root / "artifacts"
     tracking.configure_mlflow(uri, artifacts)
     crops, index = write_synthetic_crops(tmp_path_factory.mktemp("crops"), n=120)
@@ -51,6 +67,8 @@ def mlflow_store(tmp_path_factory):
         run_ids[name] = run.run_id
         recalls[name] = result.best_val_macro_recall
     return {
+        "deployment": deployment,
+        "pg": pg,
         "root": root,
         "uri": uri,
         "artifacts": artifacts,
@@ -92,7 +110,9 @@ def close_assistant_panel(page) -> None:
         close.first.click()
 
 
-def test_experiment_page_lists_runs_with_params_and_metrics(page, mlflow_url, mlflow_store, artifacts_dir):
+def test_experiment_page_lists_runs_with_params_and_metrics(
+    page, mlflow_url, mlflow_store, artifacts_dir, ui_helpers
+):
     experiment_id = mlflow_store["experiment_id"]
     page.goto(f"{mlflow_url}/#/experiments/{experiment_id}/runs")
     for name in RUNS:
@@ -104,7 +124,8 @@ def test_experiment_page_lists_runs_with_params_and_metrics(page, mlflow_url, ml
     page.get_by_text(re.compile(r"^Metrics \(\d+\)$")).first.click()
     page.keyboard.press("Escape")
     page.get_by_text("best_val_macro_recall").first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "mlflow_experiment_runs.png", full_page=True)
+    shot = artifacts_dir / f"mlflow_experiment_runs_{mlflow_store['deployment']}.png"
+    page.screenshot(path=shot, full_page=True)
     body = page.inner_text("body")
     assert EXPERIMENT in body and "2 matching runs" in body
     # Each run's best validation macro recall is in the table, as MLflow logged it.
@@ -115,10 +136,19 @@ def test_experiment_page_lists_runs_with_params_and_metrics(page, mlflow_url, ml
     page.get_by_text("convnext-scs", exact=True).first.click()
     page.get_by_text("convnext_atto").first.wait_for(state="visible")
     close_assistant_panel(page)
-    page.screenshot(path=artifacts_dir / "mlflow_run_page.png", full_page=True)
+    page.screenshot(path=artifacts_dir / f"mlflow_run_page_{mlflow_store['deployment']}.png", full_page=True)
     run_page = page.inner_text("body")
     for expected in ("focal", "convnext_atto", "weight_scheme", "val_macro_recall", "train_loss"):
         assert expected in run_page, f"{expected} not on the run page"
+
+    pg = mlflow_store["pg"]
+    if pg is not None:
+        # Team deployment: the runs on the page are the ones the PostgreSQL store holds.
+        stored = ui_helpers.postgres_rows(
+            pg, pg.mlflow_db, "SELECT name, status FROM runs WHERE experiment_id = %s ORDER BY name",
+            (int(experiment_id),),
+        )  # fmt: skip
+        assert stored == [(name, "FINISHED") for name in sorted(RUNS)], stored
 
 
 def test_compare_view_of_two_runs_opens(page, mlflow_url, mlflow_store, artifacts_dir):
@@ -133,10 +163,10 @@ def test_compare_view_of_two_runs_opens(page, mlflow_url, mlflow_store, artifact
         page.get_by_text(name).first.wait_for(state="visible")
     # The parallel-coordinates plot of the two runs renders (plotly, lazily loaded).
     page.locator(".js-plotly-plot").first.wait_for(state="visible")
-    page.screenshot(path=artifacts_dir / "mlflow_compare_runs.png")
+    page.screenshot(path=artifacts_dir / f"mlflow_compare_runs_{mlflow_store['deployment']}.png")
     # The page scrolls inside its own container: bring the side-by-side tables into view.
     page.get_by_text("val_loss", exact=True).last.scroll_into_view_if_needed()
-    page.screenshot(path=artifacts_dir / "mlflow_compare_runs_tables.png")
+    page.screenshot(path=artifacts_dir / f"mlflow_compare_runs_tables_{mlflow_store['deployment']}.png")
     body = page.inner_text("body")
     # Parameters and metrics sections with both runs' values side by side.
     for spec in RUNS.values():
