@@ -101,7 +101,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     print(f"lss_pipeline demo: profile {settings.profile_name}, data {settings.data_dir}", flush=True)
-    chosen = {k: v for k, v in (("n_studies", args.studies), ("seed", args.seed)) if v is not None}
+    given = (("n_studies", args.studies), ("seed", args.seed), ("sites", args.sites))
+    chosen = {k: v for k, v in given if v is not None}
     outcome = run_demo(settings, **chosen, say=lambda m: print(m, flush=True))
     print()
     print("\n".join(summary_lines(settings, outcome["seconds"])))
@@ -117,6 +118,13 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         "--studies", type=int, default=None, help="studies of the synthetic set, if one is made (default 100)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the synthetic set (default 0)")
+    p.add_argument(
+        "--sites",
+        type=int,
+        default=None,
+        help="the synthetic set, if one is made, spread over this many imaging sites (1-8; see "
+        "`lss-pipeline synth --sites`; default 0: one plain protocol)",
+    )
     p.set_defaults(func=_cmd_demo)
 
 

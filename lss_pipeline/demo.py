@@ -58,15 +58,19 @@ def ui_instance(settings: Settings) -> Iterator[DagsterInstance]:
             os.environ["DAGSTER_HOME"] = previous_home
 
 
-def ensure_dataset(settings: Settings, n_studies: int, seed: int, say: Say) -> str:
+def ensure_dataset(settings: Settings, n_studies: int, seed: int, say: Say, sites: int = 0) -> str:
+    """The raw folder's dataset; a synthetic one when there is none (``sites``: the varied 8-site kind)."""
     paths = settings.paths
     if paths.train_csv.exists():
         say(f"dataset: {paths.dataset_kind} at {settings.raw_dir}")
         return paths.dataset_kind
     from lss_pipeline.core.synth import generate_dataset
 
-    say(f"no dataset at {settings.raw_dir}: writing a synthetic one ({n_studies} studies, seed {seed})")
-    generate_dataset(settings.raw_dir, n_studies=n_studies, seed=seed, class_shares=DEMO_CLASS_SHARES)
+    kind = f"{n_studies} studies, seed {seed}" + (f", {sites} sites" if sites else "")
+    say(f"no dataset at {settings.raw_dir}: writing a synthetic one ({kind})")
+    generate_dataset(
+        settings.raw_dir, n_studies=n_studies, seed=seed, class_shares=DEMO_CLASS_SHARES, sites=sites
+    )
     return paths.dataset_kind
 
 
@@ -99,15 +103,19 @@ def run_demo(
     *,
     n_studies: int = DEMO_STUDIES,
     seed: int = DEMO_SEED,
+    sites: int = 0,
     archs: Sequence[str] = ARCHITECTURES,
     categories: Sequence[str] = CATEGORIES,
     say: Say = print,
     run_config: dict | None = None,
 ) -> dict:
-    """Materialize the graph in order. ``run_config``: asset name → its config, for every run of it."""
+    """Materialize the graph in order. ``run_config``: asset name → its config, for every run of it.
+
+    ``n_studies``, ``seed``, ``sites``: the synthetic set written when the raw folder has none.
+    """
     started = time.monotonic()
     settings = settings or Settings.from_env()
-    kind = ensure_dataset(settings, n_studies, seed, say)
+    kind = ensure_dataset(settings, n_studies, seed, say, sites=sites)
     from lss_pipeline.assets.predict import TEST_STUDIES
     from lss_pipeline.core.predict.publish import test_study_ids
 
