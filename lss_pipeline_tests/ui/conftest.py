@@ -4,7 +4,7 @@ Chromium comes from Debian's packages (scripts/install_chromium.sh); Playwright'
 browser download is never used. The tests skip, with the reason, only when Chromium is
 missing and cannot be installed here.
 
-Each UI is tested in two deployments (``DEPLOYMENTS``): ``local`` (the embedded sqlite stores of
+Each UI is tested in two deployments: ``local`` (the embedded sqlite stores of
 ``make demo``) and ``team`` (Dagster's runs and MLflow's runs in PostgreSQL databases of their own,
 made per module and dropped afterwards, on the server LSS_PG_* names; see core/team/postgres.py).
 Without a PostgreSQL server the team tests skip, saying why; with LSS_REQUIRE_POSTGRES=1 they fail.
@@ -38,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SERVER_START_TIMEOUT_S = 120.0
-DEPLOYMENTS = ("local", "team")
 
 
 def pytest_configure(config):

@@ -24,7 +24,8 @@ DESIGN_ASSETS = (
     "evaluation_report",
 )
 RUN_TIMEOUT_S = 300.0
-DEPLOYMENTS = ("local", "team")  # as conftest.DEPLOYMENTS
+# The embedded deployment and the team one (PostgreSQL: marker postgres), as conftest.py describes.
+DEPLOYMENTS = ("local", pytest.param("team", marks=pytest.mark.postgres))
 TERMINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 
 

@@ -18,7 +18,7 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module", params=("local", "team"))
+@pytest.fixture(scope="module", params=("local", pytest.param("team", marks=pytest.mark.postgres)))
 def mlflow_store(request, tmp_path_factory, ui_helpers):
     """A store holding two tiny training runs, logged as the trained_model asset logs them:
     ``local`` the demo's sqlite file, ``team`` a PostgreSQL database of its own (dropped afterwards)."""
