@@ -80,6 +80,17 @@ def test_annotator_noise_and_blanks(correlated):
     assert 0.012 < (written < 0).mean() < 0.03
 
 
+@pytest.mark.parametrize("label_noise", [0.02, 0.04, 0.08])
+def test_annotator_noise_is_what_was_asked_for_whatever_the_class_shares(label_noise):
+    # The demo's enriched shares put more grades near a cut point: with sigma fixed for the real
+    # shares, label_noise 0.04 wrote 7.4 % of its labels as another class.
+    enriched = {"scs": (0.42, 0.33, 0.25), "nfs": (0.45, 0.33, 0.22), "sbs": (0.45, 0.33, 0.22)}
+    for shares in (None, enriched):
+        true, written = sample_labels(np.random.default_rng(3), 4000, shares, 0.0, label_noise, True)
+        rate = (written != true).mean()
+        assert abs(rate - label_noise) < 0.2 * label_noise, (shares, rate)
+
+
 def test_latent_correlation_is_a_valid_correlation_matrix():
     corr = latent_correlation()
     assert np.allclose(corr, corr.T) and np.allclose(np.diag(corr), 1)
