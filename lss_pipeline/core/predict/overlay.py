@@ -6,6 +6,7 @@ Normal/Mild, amber Moderate, red Severe), labelled with condition, level and tha
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def render_series_overlay(
                 fontsize=5.5,
                 color=colour,
             )
-    fig.suptitle(title, fontsize=9)
+    # Wrapped to the figure's width (about 13 characters an inch at 9 pt): one panel is narrow.
+    fig.suptitle(textwrap.fill(title, width=int(13 * 3.4 * n_cols)), fontsize=9)
     fig.tight_layout()
     with atomic.atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
