@@ -6,6 +6,8 @@ real asset (a materialization, then the asset's checks) in milliseconds. `label_
 real observe function, so its data version is the real content hash.
 """
 
+from collections import Counter
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -27,6 +29,17 @@ from lss_pipeline.automation import automation_sensor
 from lss_pipeline.sensors import label_files_sensor
 
 Partition = tuple[str, str | None]
+# What a real dagster-daemon logs after each evaluation of the automation sensor.
+AUTOMATION_TICK = "Finished auto-materialization tick for automation"
+
+
+def materializations(instance: DagsterInstance, keys: set[AssetKey]) -> Counter:
+    """How many times each (asset, partition) of ``keys`` was materialized in ``instance``."""
+    counts: Counter = Counter()
+    for key in keys:
+        for record in instance.fetch_materializations(key, limit=1000).records:
+            counts[(key.to_user_string(), record.partition_key)] += 1
+    return counts
 
 
 def toposorted(defs: Definitions, keys: set[AssetKey]) -> list[AssetKey]:

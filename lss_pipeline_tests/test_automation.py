@@ -43,10 +43,12 @@ from lss_pipeline.definitions import build_definitions
 from lss_pipeline.resources import LssSettings
 from lss_pipeline.sensors import label_files_sensor
 from lss_pipeline_tests.automation_harness import (
+    AUTOMATION_TICK,
     Partition,
     add_dynamic_partitions,
     downstream_of_labels,
     every_partition,
+    materializations,
     stand_ins,
     toposorted,
 )
@@ -322,15 +324,6 @@ class DaemonProcess:
         self._log.close()
 
 
-def materializations(instance: DagsterInstance, keys: set[AssetKey]) -> Counter:
-    counts: Counter = Counter()
-    for key in keys:
-        for record in instance.fetch_materializations(key, limit=1000).records:
-            counts[(key.to_user_string(), record.partition_key)] += 1
-    return counts
-
-
-AUTOMATION_TICK = "Finished auto-materialization tick for automation"
 DAGSTER_DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 
 

@@ -15,13 +15,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from lss_pipeline.assets.sources import LABEL_FILES_KEY, label_files
 from lss_pipeline.core.settings import Settings
 from lss_pipeline.definitions import build_definitions
 from lss_pipeline.resources import LssSettings
-from lss_pipeline_tests.automation_harness import downstream_of_labels, every_partition, stand_ins
+from lss_pipeline_tests.automation_harness import (
+    AUTOMATION_TICK,
+    downstream_of_labels,
+    every_partition,
+    materializations,
+    stand_ins,
+)
 from lss_pipeline_tests.conftest import write_label_files
 
 pytestmark = [
@@ -33,16 +39,6 @@ pytestmark = [
         "ignore:Specifying a partitions_def on an AssetCheckSpec:dagster.PreviewWarning"
     ),
 ]
-
-AUTOMATION_TICK = "Finished auto-materialization tick for automation"
-
-
-def built(instance: DagsterInstance, keys: set[AssetKey]) -> Counter:
-    counts: Counter = Counter()
-    for key in keys:
-        for record in instance.fetch_materializations(key, limit=1000).records:
-            counts[(key.to_user_string(), record.partition_key)] += 1
-    return counts
 
 
 def start_daemon(site, name: str):
@@ -87,28 +83,28 @@ def test_retraining_on_new_labels_survives_a_daemon_crash(team_site):
         for name, partition in partitions:
             materialize(assets, selection=[name], partition_key=partition, instance=instance)
         once = Counter(partitions)
-        assert built(instance, keys) == once
+        assert materializations(instance, keys) == once
 
         # New labels, then the daemon (its label sensor looks at once; its next look is a minute away).
         write_label_files(settings.raw_dir, severity="Moderate")
         first = start_daemon(site, "daemon-1")
         deadline = time.monotonic() + 400
         # Wait until the retraining's backfill has built its first wave (crops of a category).
-        while not any(built(instance, keys)[p] == 2 for p in partitions if p[0] == "level_crops"):
+        while not any(materializations(instance, keys)[p] == 2 for p in partitions if p[0] == "level_crops"):
             assert time.monotonic() < deadline, f"retraining did not start:\n{first.log_tail()}"
             assert first.popen.poll() is None, first.log_tail()
             time.sleep(0.2)
         # A crash in the middle: the daemon alone (its runs, like pods, carry on).
         os.kill(first.popen.pid, signal.SIGKILL)
         first.popen.wait(timeout=30)
-        at_crash = built(instance, keys)
+        at_crash = materializations(instance, keys)
         assert at_crash != Counter({p: 2 for p in partitions}), "retraining finished before the crash"
 
         second = start_daemon(site, "daemon-2")
         twice = Counter({p: 2 for p in partitions})
         deadline = time.monotonic() + 600
-        while built(instance, keys) != twice:
-            counts = built(instance, keys)
+        while materializations(instance, keys) != twice:
+            counts = materializations(instance, keys)
             assert not [p for p in partitions if counts[p] > 2], f"built more than once: {counts}"
             assert time.monotonic() < deadline, (
                 f"after the restart, built so far: {counts}\n{second.log_tail()}"
@@ -119,7 +115,7 @@ def test_retraining_on_new_labels_survives_a_daemon_crash(team_site):
         # An automation tick later, nothing more was requested.
         ticks = second.log_tail(10**7).count(AUTOMATION_TICK)
         wait_for_log(second, AUTOMATION_TICK, count=ticks + 1)
-        assert built(instance, keys) == twice
+        assert materializations(instance, keys) == twice
         assert len(instance.fetch_observations(LABEL_FILES_KEY, limit=10).records) == 2  # one per hash
         failed = instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
         assert not failed, [r.dagster_run.run_id for r in failed]
