@@ -52,6 +52,16 @@ def test_evaluation_report_writes_report_crowns_champion_and_logs_a_run(tmp_path
     champions = json.loads(paths.champions_json.read_text())
     assert set(champions) == {"scs"} and champions["scs"]["decision"] == "crowned"
     assert champions["scs"]["margin_pts"] == 1.0
+    # The champion's interval is the one the report prints for that model, not a second draw.
+    import polars as pl
+
+    row = pl.read_parquet(paths.report_metrics_parquet).filter(
+        (pl.col("arch") == "convnext") & (pl.col("category") == "scs")
+    )
+    assert champions["scs"]["macro_recall_ci95"] == [
+        row["test_macro_recall_lo"][0],
+        row["test_macro_recall_hi"][0],
+    ]
     assert str(client.get_model_version_by_alias("lss-scs", "champion").version) == str(version.version)
     run = mlflow.get_run(metadata["mlflow_run_id"].value)
     assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == result.run_id

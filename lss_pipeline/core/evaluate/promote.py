@@ -148,7 +148,9 @@ def decide_champions(
         after = challenger if decision.champion_after == challenger.version else champion
         recall = None
         if after is not None and after.test is not None:
-            seed = seed_for(f"recall|champion|{category}|{after.version}", options.seed)
+            # The report row's seed (table.py): a champion from this grid gets the very interval
+            # the report prints for it, not a second draw.
+            seed = seed_for(f"recall|{after.arch}|{category}", options.seed)
             recall = recall_intervals(after.test, options.n_boot, seed).macro
         outcomes[category] = ChampionOutcome(decision, recall)
     return outcomes
