@@ -167,6 +167,21 @@ def _materialize_steps(
         say(f"    done in {time.monotonic() - step_started:.1f} s{note}")
 
 
+def _on_test(champ: dict) -> str:
+    """The champion's test-split macro recall with its interval, studies and rows per class."""
+    if champ.get("macro_recall") is None:
+        return "(not scored on today's test split)"
+    text = f"(test-split macro recall {100 * champ['macro_recall']:.1f} %"
+    if champ.get("macro_recall_ci95"):
+        lo, hi = champ["macro_recall_ci95"]
+        text += f", 95 % CI {100 * lo:.1f}–{100 * hi:.1f}"
+    if champ.get("macro_recall_test_studies"):
+        text += f"; {champ['macro_recall_test_studies']} studies"
+    if champ.get("macro_recall_class_counts"):
+        text += ", n " + "/".join(str(n) for n in champ["macro_recall_class_counts"])
+    return text + ")"
+
+
 def summary_lines(settings: Settings, seconds: float | None = None) -> list[str]:
     """The report path, the champion per category with its macro recall, the UI commands."""
     paths = settings.paths
@@ -179,10 +194,7 @@ def summary_lines(settings: Settings, seconds: float | None = None) -> list[str]
     lines.append(f"           {paths.report_markdown}")
     if paths.champions_json.exists():
         for category, champ in json.loads(paths.champions_json.read_text()).items():
-            lines.append(
-                f"champion:  lss-{category} v{champ['version']} = {champ['arch']} "
-                f"(macro recall {100 * champ['macro_recall']:.1f} %)"
-            )
+            lines.append(f"champion:  lss-{category} v{champ['version']} = {champ['arch']} {_on_test(champ)}")
     if paths.submission_csv.exists():
         lines.append(f"graded:    {paths.submission_csv} (test_images/, from localised points)")
     lines += [

@@ -62,6 +62,8 @@ def test_evaluation_report_writes_report_crowns_champion_and_logs_a_run(tmp_path
         row["test_macro_recall_lo"][0],
         row["test_macro_recall_hi"][0],
     ]
+    assert champions["scs"]["macro_recall_test_studies"] == row["test_n_studies"][0]
+    assert sum(champions["scs"]["macro_recall_class_counts"]) == row["test_n_rows"][0]
     assert str(client.get_model_version_by_alias("lss-scs", "champion").version) == str(version.version)
     run = mlflow.get_run(metadata["mlflow_run_id"].value)
     assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == result.run_id

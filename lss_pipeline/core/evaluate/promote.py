@@ -40,6 +40,8 @@ class ChampionOutcome:
     decision: Decision
     # The champion after the decision, on today's test studies (None when it could not be scored).
     macro_recall: Interval | None
+    test_studies: int | None = None
+    test_class_counts: tuple[int, int, int] | None = None  # labelled test rows per class
 
 
 def _covers(stored: pl.DataFrame, today: pl.DataFrame) -> bool:
@@ -146,11 +148,12 @@ def decide_champions(
         registry.tag_version(name, version, decision_tags(decision, evaluation_run_id))
         say(f"{name}: {decision.outcome} — {decision.reason}; champion is v{decision.champion_after}")
         after = challenger if decision.champion_after == challenger.version else champion
-        recall = None
+        outcome = ChampionOutcome(decision, None)
         if after is not None and after.test is not None:
             # The report row's seed (table.py): a champion from this grid gets the very interval
             # the report prints for it, not a second draw.
             seed = seed_for(f"recall|{after.arch}|{category}", options.seed)
-            recall = recall_intervals(after.test, options.n_boot, seed).macro
-        outcomes[category] = ChampionOutcome(decision, recall)
+            scored = recall_intervals(after.test, options.n_boot, seed)
+            outcome = ChampionOutcome(decision, scored.macro, scored.n_studies, scored.class_counts)
+        outcomes[category] = outcome
     return outcomes

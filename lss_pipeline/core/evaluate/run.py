@@ -60,6 +60,10 @@ def champions_json(outcomes: dict[str, ChampionOutcome]) -> dict[str, dict[str, 
             "registered_model": d.registered_model,
             "macro_recall": None if recall is None else recall.point,
             "macro_recall_ci95": None if recall is None else [recall.lo, recall.hi],
+            "macro_recall_test_studies": outcome.test_studies,
+            "macro_recall_class_counts": None
+            if outcome.test_class_counts is None
+            else list(outcome.test_class_counts),
             **d.as_json(),
         }
     return out
