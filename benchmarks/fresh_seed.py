@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES
-from lss_pipeline.core.evaluate.bootstrap import recall_intervals
+from lss_pipeline.core.evaluate.bootstrap import recall_intervals, seed_for
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.core.predict.grade import grade_points, load_grader, registered_grader_name
 from lss_pipeline.core.settings import Settings
@@ -84,7 +84,7 @@ def site_table(scored: pl.DataFrame, table: pl.DataFrame, fresh: Settings) -> pl
         )
         for site in sorted(mine["site"].unique().to_list()):
             part = mine.filter(pl.col("site") == site)
-            ci = recall_intervals(part, n_boot=N_BOOT, seed=len(rows))
+            ci = recall_intervals(part, n_boot=N_BOOT, seed=seed_for(f"fresh|{category}|{arch}|{site}"))
             macro = f"{100 * ci.macro.point:.1f} ({100 * ci.macro.lo:.1f}–{100 * ci.macro.hi:.1f})"
             rows.append({"category": category, "arch": arch, "site": site, "macro_recall": macro,
                          "studies": part["study_id"].n_unique(), "rows": part.height})  # fmt: skip
@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument(
         "--independent-grades",
         action="store_true",
-        help="with --sites: grades drawn cell by cell with the plain set's annotator noise (4 %% of labels "
-        "an adjacent class) instead of correlated like the real file (about 7.4 %% then)",
+        help="with --sites: grades drawn cell by cell, as in the plain set, instead of correlated like "
+        "the real file (either way about 4 %% of labels are an adjacent class)",
     )
     args = parser.parse_args()
 
@@ -130,7 +130,8 @@ def main() -> None:
             graded = grade_points(truth, metadata, fresh.raw_dir, {category: grader})
             scored = truth.select("row_id", "study_id", "label").join(graded.grades, on="row_id")
             scored_rows.append(scored.with_columns(category=pl.lit(category), arch=pl.lit(arch)))
-            ci = recall_intervals(scored, n_boot=N_BOOT, seed=hash((category, arch)) % 2**31)
+            # seed_for: a stable seed (Python's hash() of a str changes from run to run)
+            ci = recall_intervals(scored, n_boot=N_BOOT, seed=seed_for(f"fresh|{category}|{arch}"))
             mine = report.filter((pl.col("arch") == arch) & (pl.col("category") == category))
             test = mine.row(0, named=True) if mine.height else {}
             lo, hi = test.get("test_macro_recall_lo"), test.get("test_macro_recall_hi")

@@ -145,6 +145,11 @@ def latent_correlation() -> np.ndarray:
 _CALIBRATION_DRAWS = 200_000
 
 
+def _grades(latent: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """0/1/2 grades of latent values (..., cells) at each cell's (Moderate, Severe) cut points."""
+    return ((latent > cuts[:, 0]).astype(np.int8) + (latent > cuts[:, 1])).astype(np.int8)
+
+
 @lru_cache(maxsize=16)
 def annotator_sigma(label_noise: float, cuts_key: tuple[tuple[float, float], ...]) -> float:
     """The latent annotator error sigma that makes ``label_noise`` of written grades an other class
@@ -158,15 +163,11 @@ def annotator_sigma(label_noise: float, cuts_key: tuple[tuple[float, float], ...
         return 0.0
     cuts = np.asarray(cuts_key, dtype=float)
     rng = np.random.default_rng(0)
-    z, error = rng.standard_normal((2, _CALIBRATION_DRAWS))
-
-    def grade(v: np.ndarray) -> np.ndarray:
-        return (v[None, :] > cuts[:, :1]).astype(np.int8) + (v[None, :] > cuts[:, 1:])
-
-    true = grade(z)
+    z, error = rng.standard_normal((2, _CALIBRATION_DRAWS, 1))  # one draw serves every cell
+    true = _grades(z, cuts)
 
     def disagreement(sigma: float) -> float:
-        written = grade((z + sigma * error) / np.sqrt(1 + sigma**2))
+        written = _grades((z + sigma * error) / np.sqrt(1 + sigma**2), cuts)
         return float((written != true).mean())
 
     lo, hi = 0.0, 8.0
@@ -213,10 +214,7 @@ def _correlated(
     z = rng.standard_normal((n_studies, len(CELLS))) @ _cholesky(round(inflation, 6)).T
     w = (z + sigma * rng.standard_normal(z.shape)) / np.sqrt(1 + sigma**2)
 
-    def cut(v: np.ndarray) -> np.ndarray:
-        return ((v > cuts[:, 0]).astype(np.int8) + (v > cuts[:, 1])).astype(np.int8)
-
-    return cut(z), cut(w)
+    return _grades(z, cuts), _grades(w, cuts)
 
 
 def sample_labels(
