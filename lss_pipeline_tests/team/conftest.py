@@ -6,7 +6,6 @@ postgres). Without one the tests skip, saying why; with LSS_REQUIRE_POSTGRES=1 (
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,29 +16,15 @@ import pytest
 
 from lss_pipeline.core.team.postgres import (
     PgConfig,
-    PostgresUnavailable,
-    connect,
     drop_database,
     ensure_database,
 )
-from lss_pipeline_tests.team.site import TeamSite, build_prepared_data
+from lss_pipeline_tests.team.site import TeamSite, build_prepared_data, live_postgres
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> PgConfig:
-    config = PgConfig.from_env()
-    try:
-        with connect(config) as conn, conn.cursor() as cur:
-            cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-            row = cur.fetchone()
-    except PostgresUnavailable as exc:
-        why = f"PostgreSQL tests need a server: {exc}"
-        if os.environ.get("LSS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    if not row or not row[0]:
-        pytest.fail(f"PostgreSQL user {config.user} may not create databases; the tests make their own")
-    return config
+    return live_postgres()
 
 
 @pytest.fixture(autouse=True)

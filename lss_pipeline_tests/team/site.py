@@ -35,6 +35,30 @@ STUDIES = 12
 CATEGORIES = ("scs", "nfs")
 
 
+def live_postgres() -> PgConfig:
+    """The server LSS_PG_* names, checked to answer and to let this user create databases.
+
+    Without one the calling test skips, saying why; with LSS_REQUIRE_POSTGRES=1 (CI) it fails.
+    """
+    import pytest
+
+    from lss_pipeline.core.team.postgres import PostgresUnavailable
+
+    config = PgConfig.from_env()
+    try:
+        with connect(config) as conn, conn.cursor() as cur:
+            cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            row = cur.fetchone()
+    except PostgresUnavailable as exc:
+        why = f"PostgreSQL tests need a server: {exc}"
+        if os.environ.get("LSS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    if not row or not row[0]:
+        pytest.fail(f"PostgreSQL user {config.user} may not create databases; the tests make their own")
+    return config
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))

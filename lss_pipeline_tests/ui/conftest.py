@@ -191,23 +191,10 @@ def team_databases(label: str) -> Iterator:
     """Two fresh PostgreSQL databases (Dagster, MLflow) as a ``PgConfig``; dropped afterwards."""
     from dataclasses import replace
 
-    from lss_pipeline.core.team.postgres import (
-        PgConfig,
-        PostgresUnavailable,
-        connect,
-        drop_database,
-        ensure_database,
-    )
+    from lss_pipeline.core.team.postgres import drop_database, ensure_database
+    from lss_pipeline_tests.team.site import live_postgres
 
-    server = PgConfig.from_env()
-    try:
-        with connect(server):
-            pass
-    except PostgresUnavailable as exc:
-        why = f"the team-deployment browser tests need PostgreSQL: {exc}"
-        if os.environ.get("LSS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    server = live_postgres()
     prefix = f"lss_ui_{label}_{uuid.uuid4().hex[:10]}"
     config = replace(server, dagster_db=f"{prefix}_dagster", mlflow_db=f"{prefix}_mlflow")
     try:
