@@ -3,6 +3,7 @@
     python benchmarks/ablation.py --work /tmp/lss_ablation                  # every recipe, 3 categories
     python benchmarks/ablation.py --work /tmp/lss_ablation --recipes baseline focal --categories sbs
     python benchmarks/ablation.py --work /tmp/lss_ablation --archs convnext resnet swin --recipes baseline
+    python benchmarks/ablation.py --work /tmp/lss_ablation_sites --sites 8 --categories sbs   # the varied set
 
 The demo's synthetic set (``demo.DEMO_STUDIES`` studies, ``demo.DEMO_CLASS_SHARES``, seed
 ``demo.DEMO_SEED``) is written once under ``--work`` and taken through the same core steps as the
@@ -105,6 +106,7 @@ def recipes(profile: str = "demo") -> list[Recipe]:
         Recipe("no_clip", "no gradient clipping", {"clip_grad_norm": 0.0}),
         Recipe("epochs_half", f"{prof.epochs // 2} epochs", {"epochs": prof.epochs // 2}),
         Recipe("epochs_1.5x", f"{prof.epochs * 3 // 2} epochs", {"epochs": prof.epochs * 3 // 2}),
+        Recipe("epochs_2x", f"{prof.epochs * 2} epochs", {"epochs": prof.epochs * 2}),
         Recipe(
             "single_fold", "test predictions from one fold model, not the fold ensemble", single_fold=True
         ),
@@ -133,13 +135,17 @@ def settings_for(root: Path, raw: Path) -> Settings:
     return Settings(data_dir=root, raw_dir=raw)
 
 
-def make_raw(raw: Path, n_studies: int, seed: int, shares: dict | None) -> None:
+def make_raw(
+    raw: Path, n_studies: int, seed: int, shares: dict | None, sites: int = 0, correlated: bool | None = None
+) -> None:
     from lss_pipeline.core.synth import generate_dataset
 
     if (raw / "train.csv").is_file():
         return
-    log.info(f"synthetic set: {n_studies} studies, seed {seed} -> {raw}")
-    generate_dataset(raw, n_studies=n_studies, seed=seed, class_shares=shares)
+    log.info(f"synthetic set: {n_studies} studies, seed {seed}, sites {sites} -> {raw}")
+    generate_dataset(
+        raw, n_studies=n_studies, seed=seed, class_shares=shares, sites=sites, correlated_grades=correlated
+    )
 
 
 def make_crops(root: Path, raw: Path, variant: CropVariant, crop_mm: float) -> Settings:
@@ -423,9 +429,10 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> list[di
     work: Path = args.work
     shares = None if args.real_shares else DEMO_CLASS_SHARES
     raw, fresh_raw = work / "raw", work / f"raw_fresh{args.fresh_seed}"
-    make_raw(raw, args.studies, args.seed, shares)
+    correlated = False if args.independent_grades else None
+    make_raw(raw, args.studies, args.seed, shares, args.sites, correlated)
     if args.fresh_seed is not None:
-        make_raw(fresh_raw, args.fresh_studies, args.fresh_seed, shares)
+        make_raw(fresh_raw, args.fresh_studies, args.fresh_seed, shares, args.sites, correlated)
     tracking.configure_mlflow(
         args.mlflow_uri or f"sqlite:///{(work / 'mlflow.db').resolve()}", work / "mlartifacts"
     )
@@ -486,6 +493,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--fresh-seed", type=int, default=4711, help="seed of the unseen set, one no test uses (-1: none)"
     )
     parser.add_argument("--fresh-studies", type=int, default=DEMO_STUDIES)
+    parser.add_argument(
+        "--sites", type=int, default=0, help="1-8: both sets multi-site (varied); 0: the plain protocol"
+    )
+    parser.add_argument(
+        "--independent-grades",
+        action="store_true",
+        help="with --sites: grades drawn cell by cell as in the plain set, not correlated like the real file",
+    )
     parser.add_argument("--real-shares", action="store_true", help="the real class shares, not the demo's")
     parser.add_argument("--mlflow-uri", default=None, help="default: sqlite in --work")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

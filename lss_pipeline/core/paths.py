@@ -23,6 +23,9 @@ from lss_pipeline.core.constants import (
 SYNTH_MANIFEST = "synth_manifest.json"
 # Ground truth of synthetic test studies; never an input of the pipeline (tests score against it).
 SYNTH_SOLUTION = "synth_solution.csv"
+# True grades of synthetic train studies beside train.csv's written ones (which carry annotator
+# noise); never an input of the pipeline: benchmarks score models against the anatomy with it.
+SYNTH_TRAIN_TRUTH = "synth_train_truth.csv"
 # The repository's deploy/ folder; its dagster.yaml is the instance config of the local deployment.
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 DAGSTER_YAML = "dagster.yaml"
@@ -77,6 +80,10 @@ class Paths:
     @property
     def synth_solution(self) -> Path:
         return self.raw_dir / SYNTH_SOLUTION
+
+    @property
+    def synth_train_truth(self) -> Path:
+        return self.raw_dir / SYNTH_TRAIN_TRUTH
 
     @property
     def dataset_kind(self) -> str:

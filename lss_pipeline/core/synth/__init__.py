@@ -10,6 +10,7 @@ from lss_pipeline.core.synth.dataset import (
     generate_dataset,
     read_manifest,
     read_solution,
+    read_train_truth,
     sample_labels,
 )
 from lss_pipeline.core.synth.grades import correlation_summary
@@ -34,6 +35,7 @@ __all__ = [
     "generate_dataset",
     "read_manifest",
     "read_solution",
+    "read_train_truth",
     "recess_area_mm2",
     "render_contact_sheet",
     "sample_geometry",

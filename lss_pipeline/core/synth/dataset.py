@@ -6,7 +6,10 @@ every coordinate is the projection of the graded structure's 3D landmark into th
 instance that shows it. ``faults=True`` plants the real dataset's faults and lists them
 in ``synth_manifest.json``. The test studies (``test_images/``, no labels) keep their truth
 in ``synth_solution.csv``: each cell's true grade and the exact point that shows it, for
-scoring predictions; the pipeline never reads it. The folder is built beside the target and
+scoring predictions; the pipeline never reads it. ``synth_train_truth.csv`` holds the true grade
+of every train study cell (train.csv holds the written one, ``label_noise`` of them an adjacent
+class), so a benchmark can score a model against the anatomy and know the ceiling that the
+written labels put on a perfect reader. The folder is built beside the target and
 renamed into place, so a crash never leaves a half-written dataset.
 """
 
@@ -33,6 +36,7 @@ from lss_pipeline.core.constants import (
     COORDINATES_CSV,
     COORDINATES_CSV_HEADER,
     LEVEL_SLUGS,
+    LEVELS,
     SERIES_CSV,
     SERIES_CSV_HEADER,
     SEVERITIES,
@@ -42,13 +46,20 @@ from lss_pipeline.core.constants import (
     TRAIN_CSV,
     TRAIN_CSV_HEADER,
 )
-from lss_pipeline.core.paths import SYNTH_MANIFEST, SYNTH_SOLUTION
+from lss_pipeline.core.paths import SYNTH_MANIFEST, SYNTH_SOLUTION, SYNTH_TRAIN_TRUTH
 from lss_pipeline.core.synth.grades import CELLS, sample_labels
 from lss_pipeline.core.synth.options import SynthOptions
 from lss_pipeline.core.synth.sites import site_of
 from lss_pipeline.core.synth.study import SOLUTION_CSV_HEADER, StudyResult, StudyTask, render_study
 
 MANIFEST = SYNTH_MANIFEST
+TRAIN_TRUTH_CSV_HEADER = ("row_id", "study_id", "condition", "level", "severity")
+# (condition, train.csv stem, level, level slug) of each of a study's 25 cells, in CELLS order.
+_CELL_IDS: tuple[tuple[str, str, str, str], ...] = tuple(
+    (condition, stem, level, slug)
+    for (condition, _, _, stem) in CONDITIONS
+    for level, slug in zip(LEVELS, LEVEL_SLUGS)
+)
 FAULT_KINDS: tuple[str, ...] = (
     "missing_series",
     "non_dicom_file",
@@ -192,6 +203,12 @@ def generate_dataset(
             (sid, *(SEVERITIES[v] if v >= 0 else "" for v in written[i])) for i, sid in enumerate(train_ids)
         ]
         atomic.write_bytes(_csv_bytes(TRAIN_CSV_HEADER, train_rows), staging / TRAIN_CSV)
+        truth_rows = [
+            (f"{sid}_{stem}_{slug}", sid, condition, level, SEVERITIES[true[i, j]])
+            for i, sid in enumerate(train_ids)
+            for j, (condition, stem, level, slug) in enumerate(_CELL_IDS)
+        ]
+        atomic.write_bytes(_csv_bytes(TRAIN_TRUTH_CSV_HEADER, truth_rows), staging / SYNTH_TRAIN_TRUTH)
         atomic.write_bytes(
             _csv_bytes(COORDINATES_CSV_HEADER, [(*r[:5], repr(r[5]), repr(r[6])) for r in coordinates]),
             staging / COORDINATES_CSV,
@@ -291,6 +308,17 @@ def read_manifest(raw_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a synthetic dataset folder")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_train_truth(raw_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of ``synth_train_truth.csv`` (``TRAIN_TRUTH_CSV_HEADER``): each train cell's true grade."""
+    path = Path(raw_dir) / SYNTH_TRAIN_TRUTH
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: not a synthetic dataset folder (or one written before it)"
+        )
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 def read_solution(raw_dir: str | os.PathLike) -> list[dict[str, str]]:

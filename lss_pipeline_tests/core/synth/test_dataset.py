@@ -18,13 +18,21 @@ from lss_pipeline.core.constants import (
     SERIES_CSV,
     SERIES_CSV_HEADER,
     SERIES_DESCRIPTIONS,
+    SEVERITIES,
     SUBMISSION_CSV,
     SUBMISSION_CSV_HEADER,
     TEST_SERIES_CSV,
     TRAIN_CSV,
     TRAIN_CSV_HEADER,
 )
-from lss_pipeline.core.synth import FAULT_KINDS, MANIFEST, generate_dataset, read_manifest, sample_labels
+from lss_pipeline.core.synth import (
+    FAULT_KINDS,
+    MANIFEST,
+    generate_dataset,
+    read_manifest,
+    read_train_truth,
+    sample_labels,
+)
 from lss_pipeline.core.synth.grades import CELLS
 from lss_pipeline_tests.real_labels import REAL_LABELS
 
@@ -81,6 +89,25 @@ def test_headers_match_the_real_kaggle_files(clean):
         real = (REAL_LABELS / name).read_bytes().splitlines()[0]
         ours = (clean / name).read_bytes().splitlines()[0]
         assert ours == real, name
+
+
+def test_the_train_truth_is_train_csv_before_annotator_noise_and_blanks(clean, tmp_path):
+    truth = {r["row_id"]: r for r in read_train_truth(clean)}
+    train = _rows(clean / TRAIN_CSV)
+    assert len(truth) == 25 * len(train)
+    for row in train:
+        for column, written in list(row.items())[1:]:
+            true = truth[f"{row['study_id']}_{column}"]
+            assert true["study_id"] == row["study_id"] and true["severity"] in SEVERITIES
+            if written:  # noise moves a grade by one class at most
+                assert abs(SEVERITIES.index(written) - SEVERITIES.index(true["severity"])) <= 1
+    # Without noise and blanks, train.csv is the truth, cell for cell.
+    exact = tmp_path / "exact"
+    generate_dataset(exact, n_studies=3, seed=4, n_test_studies=0, label_noise=0.0, blank_rate=0.0, **SMALL)
+    exact_truth = {r["row_id"]: r["severity"] for r in read_train_truth(exact)}
+    for row in _rows(exact / TRAIN_CSV):
+        for column, written in list(row.items())[1:]:
+            assert exact_truth[f"{row['study_id']}_{column}"] == written
 
 
 def test_every_dicom_reads_back_with_the_required_tags(clean):
