@@ -3,7 +3,7 @@ afterwards every partition below the label files was rebuilt exactly once (none 
 
 The daemon is a real `dagster-daemon` on the real sensors and automation conditions, with the
 assets replaced by stand-ins that record the same events in milliseconds
-(lss_pipeline_tests/team/automation_location.py); its cursors, the backfill and the runs live in
+(lss_pipeline_tests/automation_location.py); its cursors, the backfill and the runs live in
 PostgreSQL, which is what a restart has to find again.
 """
 
@@ -48,7 +48,7 @@ def start_daemon(site, name: str):
             str(Path(sys.executable).with_name("dagster-daemon")),
             "run",
             "-m",
-            "lss_pipeline_tests.team.automation_location",
+            "lss_pipeline_tests.automation_location",
         ],
     )
     return daemon
