@@ -5,8 +5,11 @@ Reads two ``fresh_seed.py --out`` folders (``fresh_rows.parquet``, ``fresh_seed.
 set's ``synth_train_truth.csv``), e.g. the plain demo's champions on plain fresh studies and the
 varied demo's on varied ones (issue 13: "within 3 points of the plain set's"):
 
-    .venv/bin/python benchmarks/compare_fresh.py /tmp/lss_fresh_plain /tmp/lss_fresh_varied \
+    .venv/bin/python benchmarks/compare_fresh.py --a /tmp/lss_fresh_plain --b /tmp/lss_fresh_varied \
         --names plain varied
+
+Several folders a side (fresh sets of other seeds, scored by the same champions) are pooled: their
+studies are resampled together.
 
 The two sets share no study, so the interval of ``b − a`` comes from independent study bootstraps
 of each (2,000 draws, the report's resampling, ``core/evaluate/bootstrap.py``). Against the written
@@ -36,6 +39,18 @@ from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.core.synth import read_train_truth
 
 N_BOOT = 2000
+
+
+def pooled_rows(outs: list[Path], category: str) -> tuple[str, pl.DataFrame]:
+    """The champion's rows of every folder in ``outs`` (one champion: the same trained models)."""
+    found = [champion_rows(out, category) for out in outs]
+    archs = {arch for arch, _ in found}
+    if len(archs) != 1:
+        raise ValueError(f"{category}: the folders {outs} name different champions {sorted(archs)}")
+    rows = pl.concat([r for _, r in found], how="vertical_relaxed")
+    if rows["row_id"].n_unique() != rows.height:
+        raise ValueError(f"{category}: the folders {outs} share studies; pool fresh sets of distinct seeds")
+    return archs.pop(), rows
 
 
 def champion_rows(out: Path, category: str) -> tuple[str, pl.DataFrame]:
@@ -90,11 +105,11 @@ def diff(a: tuple[float, np.ndarray], b: tuple[float, np.ndarray]) -> str:
     return f"{100 * ci.point:+.1f} ({100 * ci.lo:+.1f} to {100 * ci.hi:+.1f})"
 
 
-def compare(a: Path, b: Path, names: tuple[str, str]) -> pl.DataFrame:
+def compare(a: list[Path], b: list[Path], names: tuple[str, str]) -> pl.DataFrame:
     rows = []
     for category in CATEGORIES:
-        arch_a, rows_a = champion_rows(a, category)
-        arch_b, rows_b = champion_rows(b, category)
+        arch_a, rows_a = pooled_rows(a, category)
+        arch_b, rows_b = pooled_rows(b, category)
         m_a, m_b = measures(rows_a, f"a|{category}"), measures(rows_b, f"b|{category}")
         below_a = (m_a["ceiling"][0] - m_a["written"][0], m_a["ceiling"][1] - m_a["written"][1])
         below_b = (m_b["ceiling"][0] - m_b["written"][0], m_b["ceiling"][1] - m_b["written"][1])
@@ -120,8 +135,12 @@ def compare(a: Path, b: Path, names: tuple[str, str]) -> pl.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="fresh_seed.py --out folder of the reference set")
-    parser.add_argument("b", type=Path, help="fresh_seed.py --out folder of the set compared with it")
+    parser.add_argument(
+        "--a", type=Path, nargs="+", required=True, help="fresh_seed.py --out folder(s), reference"
+    )
+    parser.add_argument(
+        "--b", type=Path, nargs="+", required=True, help="fresh_seed.py --out folder(s), compared"
+    )
     parser.add_argument("--names", nargs=2, default=("a", "b"))
     args = parser.parse_args()
     table = compare(args.a, args.b, tuple(args.names))
