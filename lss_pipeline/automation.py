@@ -69,16 +69,21 @@ def with_automation(assets: Sequence[AssetsDefinition], settings: Settings) -> l
     return list(map_asset_specs(add_condition, assets))
 
 
-automation_sensor = AutomationConditionSensorDefinition(
-    AUTOMATION_SENSOR_NAME,
-    target=AssetSelection.all() | AssetSelection.assets(LABEL_FILES_KEY),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
-    # Requests spanning several partitionings become one backfill, which runs them in
-    # dependency order (crops of a category before the models of that category).
-    emit_backfills=True,
-    description=(
-        "Rebuilds what depends on new label files or changed code, partition by partition "
-        "(declarative automation; conditions in lss_pipeline/automation.py)."
-    ),
-)
+def automation_sensor_every(seconds: int) -> AutomationConditionSensorDefinition:
+    """The automation sensor, evaluated every ``seconds`` (tests of a real daemon use a few)."""
+    return AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR_NAME,
+        target=AssetSelection.all() | AssetSelection.assets(LABEL_FILES_KEY),
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=seconds,
+        # Requests spanning several partitionings become one backfill, which runs them in
+        # dependency order (crops of a category before the models of that category).
+        emit_backfills=True,
+        description=(
+            "Rebuilds what depends on new label files or changed code, partition by partition "
+            "(declarative automation; conditions in lss_pipeline/automation.py)."
+        ),
+    )
+
+
+automation_sensor = automation_sensor_every(AUTOMATION_INTERVAL_SECONDS)

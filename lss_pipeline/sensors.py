@@ -10,6 +10,7 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     sensor,
@@ -18,6 +19,10 @@ from dagster import (
 from lss_pipeline.assets.sources import LABEL_FILES_KEY, label_files
 from lss_pipeline.core.label_watch import read_label_snapshot
 from lss_pipeline.resources import LssSettings
+
+LABEL_FILES_SENSOR_NAME = "label_files_sensor"
+# How often the label files are hashed: well under a second's work each time.
+LABEL_POLL_SECONDS = 60
 
 
 def latest_observation(instance: DagsterInstance, key: AssetKey = LABEL_FILES_KEY) -> tuple[int, str | None]:
@@ -28,17 +33,8 @@ def latest_observation(instance: DagsterInstance, key: AssetKey = LABEL_FILES_KE
     return records[0].storage_id, records[0].asset_observation.data_version
 
 
-@sensor(
-    target=[label_files],
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description=(
-        "Hashes train.csv, train_label_coordinates.csv and train_series_descriptions.csv in the "
-        "raw folder every minute; observes label_files when the hash differs from its last data "
-        "version. Skips while files are missing or still being written."
-    ),
-)
-def label_files_sensor(context: SensorEvaluationContext, settings: LssSettings):
+def check_label_files(context: SensorEvaluationContext, settings: LssSettings) -> RunRequest | SkipReason:
+    """One evaluation: skip while files are missing or unchanged, else ask to observe label_files."""
     files = settings.get().paths.label_files
     snapshot = read_label_snapshot(files)
     if not snapshot.ok or snapshot.labels_hash is None:
@@ -53,3 +49,26 @@ def label_files_sensor(context: SensorEvaluationContext, settings: LssSettings):
     # One request per (last observation, new hash): a tick while the observation is still
     # queued does not ask again, and going back to an earlier file version is a new request.
     return RunRequest(run_key=f"{storage_id}:{snapshot.labels_hash}", asset_selection=[LABEL_FILES_KEY])
+
+
+def label_files_sensor_every(seconds: int) -> SensorDefinition:
+    """The label-file sensor, evaluated every ``seconds`` (tests of a real daemon use a few)."""
+
+    @sensor(
+        name=LABEL_FILES_SENSOR_NAME,
+        target=[label_files],
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=seconds,
+        description=(
+            "Hashes train.csv, train_label_coordinates.csv and train_series_descriptions.csv in the "
+            f"raw folder every {seconds} s; observes label_files when the hash differs from its last "
+            "data version. Skips while files are missing or still being written."
+        ),
+    )
+    def label_files_sensor(context: SensorEvaluationContext, settings: LssSettings):
+        return check_label_files(context, settings)
+
+    return label_files_sensor
+
+
+label_files_sensor = label_files_sensor_every(LABEL_POLL_SECONDS)

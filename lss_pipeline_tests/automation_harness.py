@@ -25,8 +25,8 @@ from dagster import (
 )
 
 from lss_pipeline.assets.sources import LABEL_FILES_KEY
-from lss_pipeline.automation import automation_sensor
-from lss_pipeline.sensors import label_files_sensor
+from lss_pipeline.automation import automation_sensor, automation_sensor_every
+from lss_pipeline.sensors import label_files_sensor, label_files_sensor_every
 
 Partition = tuple[str, str | None]
 # What a real dagster-daemon logs after each evaluation of the automation sensor.
@@ -116,8 +116,19 @@ def stand_ins(defs: Definitions) -> list[AssetsDefinition]:
     return out
 
 
+# How often a real daemon evaluates the label-file and automation sensors in tests: the product's
+# 60 s and 30 s made those tests wait minutes on ticks; what they check does not depend on it.
+DAEMON_TEST_INTERVAL_SECONDS = 5
+
+
 def stand_in_definitions(defs: Definitions) -> Definitions:
-    """``defs`` with stand-ins for its assets, the sensors of the automation, the resources."""
+    """``defs`` with stand-ins for its assets, the sensors of the automation (evaluated every
+    ``DAEMON_TEST_INTERVAL_SECONDS``), the resources."""
+    names = {s.name for s in defs.sensors or []}
+    fast = {
+        automation_sensor.name: automation_sensor_every(DAEMON_TEST_INTERVAL_SECONDS),
+        label_files_sensor.name: label_files_sensor_every(DAEMON_TEST_INTERVAL_SECONDS),
+    }
     observable = [
         assets_def
         for assets_def in defs.assets or []
@@ -126,8 +137,6 @@ def stand_in_definitions(defs: Definitions) -> Definitions:
     return Definitions(
         assets=[*observable, *stand_ins(defs)],
         # Sensors that target a real asset would clash with its stand-in.
-        sensors=[
-            s for s in defs.sensors or [] if s.name in (automation_sensor.name, label_files_sensor.name)
-        ],
+        sensors=[sensor for name, sensor in fast.items() if name in names],
         resources=defs.resources,
     )
