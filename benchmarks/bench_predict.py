@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from synthetic_sets import scanned_set
 
 from lss_pipeline.core.constants import CATEGORIES, CATEGORY_SERIES, CLASS_NAMES, PROB_COLUMNS
 from lss_pipeline.core.crops.points import crop_points
@@ -57,17 +58,7 @@ def train_set(root: Path, studies: int, seed: int, archs: tuple[str, ...]) -> Se
 def eval_set(
     root: Path, studies: int, test_studies: int, seed: int
 ) -> tuple[Settings, pl.DataFrame, pl.DataFrame]:
-    from lss_pipeline.core.dicom.store import ingest_dicom_folder, read_metadata
-    from lss_pipeline.core.labels.store import ingest_labels, read_labels
-    from lss_pipeline.core.synth import generate_dataset
-
-    settings = Settings(data_dir=root, raw_dir=root / "raw", profile_name="demo")
-    if not settings.paths.labels.exists():
-        generate_dataset(settings.raw_dir, n_studies=studies, seed=seed, n_test_studies=test_studies)
-        ingest_dicom_folder(settings.paths)
-        ingest_labels(settings.paths)
-    metadata, _ = read_metadata(settings.paths)
-    return settings, metadata, read_labels(settings.paths)
+    return scanned_set(root, studies, seed, n_test_studies=test_studies)
 
 
 def oracle_vs_localised(

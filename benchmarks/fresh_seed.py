@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+from synthetic_sets import scanned_set
 
 from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES, PROB_COLUMNS, SEVERITY_TO_LABEL
 from lss_pipeline.core.evaluate.bootstrap import recall_intervals, seed_for
@@ -45,22 +46,12 @@ N_BOOT = 2000
 def fresh_set(
     root: Path, studies: int, seed: int, sites: int, correlated_grades: bool | None = None
 ) -> tuple[Settings, pl.DataFrame, pl.DataFrame]:
-    """A fresh synthetic set under ``root``, scanned and labelled (skipped when done)."""
-    from lss_pipeline.core.dicom.store import ingest_dicom_folder, read_metadata
-    from lss_pipeline.core.labels.store import ingest_labels, read_labels
-    from lss_pipeline.core.synth import generate_dataset
+    """A fresh set under ``root``, with the demo's class shares and no test studies."""
     from lss_pipeline.demo import DEMO_CLASS_SHARES
 
-    settings = Settings(data_dir=root, raw_dir=root / "raw", profile_name="demo")
-    if not settings.paths.labels.exists():
-        generate_dataset(
-            settings.raw_dir, n_studies=studies, seed=seed, n_test_studies=0,
-            class_shares=DEMO_CLASS_SHARES, sites=sites, correlated_grades=correlated_grades,
-        )  # fmt: skip
-        ingest_dicom_folder(settings.paths)
-        ingest_labels(settings.paths)
-    metadata, _ = read_metadata(settings.paths)
-    return settings, metadata, read_labels(settings.paths)
+    return scanned_set(
+        root, studies, seed, class_shares=DEMO_CLASS_SHARES, sites=sites, correlated_grades=correlated_grades
+    )
 
 
 def true_labels(fresh: Settings) -> pl.DataFrame:

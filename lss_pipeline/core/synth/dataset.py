@@ -310,23 +310,21 @@ def read_manifest(raw_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_train_truth(raw_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of ``synth_train_truth.csv`` (``TRAIN_TRUTH_CSV_HEADER``): each train cell's true grade."""
-    path = Path(raw_dir) / SYNTH_TRAIN_TRUTH
+def _read_synth_csv(raw_dir: str | os.PathLike, name: str) -> list[dict[str, str]]:
+    path = Path(raw_dir) / name
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: not a synthetic dataset folder (or one written before it)"
         )
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+def read_train_truth(raw_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of ``synth_train_truth.csv`` (``TRAIN_TRUTH_CSV_HEADER``): each train cell's true grade."""
+    return _read_synth_csv(raw_dir, SYNTH_TRAIN_TRUTH)
 
 
 def read_solution(raw_dir: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of ``synth_solution.csv`` (``SOLUTION_CSV_HEADER``): each test study cell's truth."""
-    path = Path(raw_dir) / SYNTH_SOLUTION
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: not a synthetic dataset folder (or one written before it)"
-        )
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    return _read_synth_csv(raw_dir, SYNTH_SOLUTION)
