@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from lss_pipeline.core import label_watch
 from lss_pipeline.core.constants import COORDINATES_CSV, SERIES_CSV, TRAIN_CSV
@@ -26,3 +27,11 @@ def watched_raw_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LSS_RAW_DIR", str(raw))
     monkeypatch.setattr(label_watch, "_pause", lambda seconds: None)
     return raw
+
+
+@pytest.fixture
+def ephemeral_instance():
+    """An in-memory Dagster instance, disposed after the test: left to the garbage collector, its
+    artifact folder (a TemporaryDirectory) is cleaned up implicitly, with a ResourceWarning."""
+    with DagsterInstance.ephemeral() as instance:
+        yield instance

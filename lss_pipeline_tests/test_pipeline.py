@@ -130,8 +130,8 @@ def test_demo_runs_are_recorded_in_the_ui_instance_and_leave_nothing_to_retrain(
         assert first.total_requested == 0 and second.total_requested == 0
 
 
-def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
-    from dagster import DagsterInstance, materialize
+def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline, ephemeral_instance):
+    from dagster import materialize
 
     from lss_pipeline.definitions import ASSETS, default_resources
 
@@ -144,7 +144,7 @@ def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
         ASSETS,
         selection=["trained_model"],
         partition_key="convnext|scs",
-        instance=DagsterInstance.ephemeral(),
+        instance=ephemeral_instance,
         resources=default_resources(),
         # compare_loss off: the demo profile's focal variant of convnext|scs would add its own runs.
         run_config={"ops": {"trained_model": {"config": {"epochs": 2, "compare_loss": False}}}},
@@ -159,11 +159,11 @@ def test_retraining_adds_runs_and_versions_and_deletes_none(pipeline):
     assert client.get_model_version_by_alias("lss-scs", "champion").version == champion_before
 
 
-def test_failed_training_marks_its_mlflow_run_failed(pipeline, tmp_path):
+def test_failed_training_marks_its_mlflow_run_failed(pipeline, tmp_path, ephemeral_instance):
     import shutil
 
     import numpy as np
-    from dagster import DagsterInstance, materialize
+    from dagster import materialize
 
     from lss_pipeline.definitions import ASSETS
     from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
@@ -178,7 +178,7 @@ def test_failed_training_marks_its_mlflow_run_failed(pipeline, tmp_path):
         ASSETS,
         selection=["trained_model"],
         partition_key="resnet|nfs",
-        instance=DagsterInstance.ephemeral(),
+        instance=ephemeral_instance,
         resources={
             "settings": LssSettings(data_dir=str(data_dir), raw_dir=str(settings.raw_dir)),
             "mlflow_tracking": MLflowTracking(tracking_uri=settings.mlflow_tracking_uri),

@@ -5,7 +5,7 @@ import mlflow
 import mlflow.pytorch
 import pytest
 import torch
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from lss_pipeline.assets.localise import level_localizer
 from lss_pipeline.resources import ComputeDevice, LssSettings, MLflowTracking
@@ -40,9 +40,9 @@ def materialize_localiser(resources, category, instance):
     )
 
 
-def test_localiser_asset_measures_registers_and_loads_through_the_registry(prepared):
+def test_localiser_asset_measures_registers_and_loads_through_the_registry(prepared, ephemeral_instance):
     tiny, resources = prepared
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance
     for category in ("scs", "nfs", "sbs"):
         result = materialize_localiser(resources, category, instance)
         assert result.success

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import SensorResult, SkipReason, build_sensor_context, materialize
 from mlflow.tracking import MlflowClient
 
 from lss_pipeline.assets.localise import level_localizer
@@ -62,9 +62,9 @@ def prepared(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_test_study_is_graded_and_the_submission_follows_the_sample(prepared):
+def test_a_test_study_is_graded_and_the_submission_follows_the_sample(prepared, ephemeral_instance):
     tiny, resources = prepared
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance
     for category in ("scs", "nfs", "sbs"):
         config = {"ops": {"level_localizer": {"config": {"epochs": 1}}}}
         assert materialize([level_localizer], partition_key=category, resources=resources, run_config=config,
@@ -101,13 +101,13 @@ def test_a_test_study_is_graded_and_the_submission_follows_the_sample(prepared):
     )
 
 
-def test_sensor_adds_new_study_folders_and_drops_removed_ones(tmp_path):
+def test_sensor_adds_new_study_folders_and_drops_removed_ones(tmp_path, ephemeral_instance):
     raw = tmp_path / "raw"
     for study in ("11", "22"):
         (raw / "test_images" / study / "1").mkdir(parents=True)
     (raw / "test_images" / "notes").mkdir()  # not a study id: ignored
     settings = LssSettings(data_dir=str(tmp_path), raw_dir=str(raw))
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance
 
     result = study_folders_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
     assert isinstance(result, SensorResult)

@@ -3,7 +3,7 @@
 import mlflow
 import pytest
 import torch
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from lss_pipeline.assets.train import trained_model, trained_model_above_chance
 from lss_pipeline.core.paths import Paths
@@ -56,9 +56,9 @@ def run(resources, instance, run_config=RUN_CONFIG, **kwargs):
     )
 
 
-def test_asset_trains_every_fold_and_its_check_finds_it_above_chance(data):
+def test_asset_trains_every_fold_and_its_check_finds_it_above_chance(data, ephemeral_instance):
     settings, resources = data
-    result = run(resources, DagsterInstance.ephemeral())
+    result = run(resources, ephemeral_instance)
     assert result.success
     metadata = result.asset_materializations_for_node("trained_model")[0].metadata
     assert metadata["folds_trained"].value == "4 of 4"
@@ -75,9 +75,11 @@ def test_asset_trains_every_fold_and_its_check_finds_it_above_chance(data):
     assert check.metadata["p_value"].value < 0.05
 
 
-def test_a_crashed_materialization_resumes_and_says_so_in_the_dagster_log(data, monkeypatch):
+def test_a_crashed_materialization_resumes_and_says_so_in_the_dagster_log(
+    data, monkeypatch, ephemeral_instance
+):
     _, resources = data
-    instance = DagsterInstance.ephemeral()
+    instance = ephemeral_instance
     real_epoch_line = loop.epoch_line
 
     def crash_after_first_checkpoint(*args):

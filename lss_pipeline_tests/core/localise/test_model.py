@@ -65,4 +65,4 @@ def test_masked_points_do_not_count():
     loss_none, parts = point_loss(
         logits, depth_logits, model.bin_mm, target, none, sigma_px=2.0, mm_per_px=2.0
     )
-    assert float(loss_none) == 0.0 and parts["l1_mm"] == 0.0
+    assert float(loss_none.detach()) == 0.0 and parts["l1_mm"] == 0.0
