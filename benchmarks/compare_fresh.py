@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from synthetic_sets import true_grades
 
-from lss_pipeline.core.constants import CATEGORIES, PROB_COLUMNS, SEVERITY_TO_LABEL
+from lss_pipeline.core.constants import CATEGORIES, PROB_COLUMNS
 from lss_pipeline.core.evaluate.bootstrap import (
     interval,
     recall_sums,
@@ -36,7 +37,6 @@ from lss_pipeline.core.evaluate.bootstrap import (
     study_codes,
 )
 from lss_pipeline.core.markdown import markdown_table
-from lss_pipeline.core.synth import read_train_truth
 
 N_BOOT = 2000
 
@@ -63,10 +63,7 @@ def champion_rows(out: Path, category: str) -> tuple[str, pl.DataFrame]:
     rows = pl.read_parquet(out / "fresh_rows.parquet").filter(
         (pl.col("category") == category) & (pl.col("arch") == arch)
     )
-    truth = pl.DataFrame(read_train_truth(out / "fresh" / "raw")).select(
-        "row_id",
-        pl.col("severity").replace_strict(SEVERITY_TO_LABEL, return_dtype=pl.Int64).alias("true_label"),
-    )
+    truth = true_grades(out / "fresh" / "raw")
     joined = rows.join(truth, on="row_id", how="left")
     if joined["true_label"].null_count():
         raise ValueError(f"{out}: {joined['true_label'].null_count()} scored rows have no true grade")

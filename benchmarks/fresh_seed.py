@@ -31,9 +31,9 @@ import os
 from pathlib import Path
 
 import polars as pl
-from synthetic_sets import scanned_set
+from synthetic_sets import scanned_set, true_grades
 
-from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES, PROB_COLUMNS, SEVERITY_TO_LABEL
+from lss_pipeline.core.constants import CATEGORIES, CLASS_NAMES, PROB_COLUMNS
 from lss_pipeline.core.evaluate.bootstrap import recall_intervals, seed_for
 from lss_pipeline.core.markdown import markdown_table
 from lss_pipeline.core.predict.grade import grade_points, load_grader, registered_grader_name
@@ -52,15 +52,6 @@ def fresh_set(
     return scanned_set(
         root, studies, seed, class_shares=DEMO_CLASS_SHARES, sites=sites, correlated_grades=correlated_grades
     )
-
-
-def true_labels(fresh: Settings) -> pl.DataFrame:
-    """row_id -> the cell's true grade (``true_label``), from the generator's truth file."""
-    from lss_pipeline.core.synth import read_train_truth
-
-    truth = pl.DataFrame(read_train_truth(fresh.raw_dir))
-    grade = pl.col("severity").replace_strict(SEVERITY_TO_LABEL, return_dtype=pl.Int8)
-    return truth.select("row_id", grade.alias("true_label"))
 
 
 def ceiling(truth_rows: pl.DataFrame, category: str) -> tuple[float, str]:
@@ -130,7 +121,7 @@ def main() -> None:
     correlated = False if args.independent_grades else None
     fresh, metadata, labels = fresh_set(args.out / "fresh", args.studies, args.seed, args.sites, correlated)
     profile = trained.profile
-    true_grades = true_labels(fresh)
+    true_by_row = true_grades(fresh.raw_dir)
     rows = []
     scored_rows: list[pl.DataFrame] = []
     for category in CATEGORIES:
@@ -139,7 +130,7 @@ def main() -> None:
         ).with_columns(pl.lit("ok").alias("status"))
         # A perfect reader's macro recall against these written labels: the most any model can score.
         ceiling_point, ceiling_ci = ceiling(
-            truth.select("row_id", "study_id", "label").join(true_grades, on="row_id"), category
+            truth.select("row_id", "study_id", "label").join(true_by_row, on="row_id"), category
         )
         versions = newest_version_per_arch(category)
         for arch, version in versions.items():
@@ -152,7 +143,7 @@ def main() -> None:
             scored_rows.append(scored.with_columns(category=pl.lit(category), arch=pl.lit(arch)))
             # seed_for: a stable seed (Python's hash() of a str changes from run to run)
             ci = recall_intervals(scored, n_boot=N_BOOT, seed=seed_for(f"fresh|{category}|{arch}"))
-            against_truth = scored.join(true_grades, on="row_id").with_columns(label=pl.col("true_label"))
+            against_truth = scored.join(true_by_row, on="row_id").with_columns(label=pl.col("true_label"))
             ci_true = recall_intervals(against_truth, n_boot=N_BOOT, seed=seed_for(f"true|{category}|{arch}"))
             mine = report.filter((pl.col("arch") == arch) & (pl.col("category") == category))
             test = mine.row(0, named=True) if mine.height else {}

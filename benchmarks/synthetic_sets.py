@@ -38,3 +38,12 @@ def scanned_set(
         ingest_labels(settings.paths)
     metadata, _ = read_metadata(settings.paths)
     return settings, metadata, read_labels(settings.paths)
+
+
+def true_grades(raw_dir: Path) -> pl.DataFrame:
+    """row_id -> ``true_label`` (0/1/2), each train cell's true grade (``synth_train_truth.csv``)."""
+    from lss_pipeline.core.constants import SEVERITY_TO_LABEL
+    from lss_pipeline.core.synth import read_train_truth
+
+    grade = pl.col("severity").replace_strict(SEVERITY_TO_LABEL, return_dtype=pl.Int64)
+    return pl.DataFrame(read_train_truth(raw_dir)).select("row_id", grade.alias("true_label"))

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from lss_pipeline.core.evaluate import registry
-from lss_pipeline.core.evaluate.bootstrap import Interval, recall_intervals, seed_for
+from lss_pipeline.core.evaluate.bootstrap import Interval, recall_intervals
 from lss_pipeline.core.evaluate.champions import (
     Contender,
     Decision,
@@ -28,6 +28,7 @@ from lss_pipeline.core.evaluate.champions import (
 )
 from lss_pipeline.core.evaluate.load import Grid
 from lss_pipeline.core.evaluate.options import EvaluationOptions
+from lss_pipeline.core.evaluate.table import report_recall_seed
 from lss_pipeline.core.paths import Paths
 
 FROM_PARTITION = "its trained partition's test predictions"
@@ -150,9 +151,8 @@ def decide_champions(
         after = challenger if decision.champion_after == challenger.version else champion
         outcome = ChampionOutcome(decision, None)
         if after is not None and after.test is not None:
-            # The report row's seed (table.py): a champion from this grid gets the very interval
-            # the report prints for it, not a second draw.
-            seed = seed_for(f"recall|{after.arch}|{category}", options.seed)
+            # The report row's seed: the champion gets the interval the report prints, not a second draw.
+            seed = report_recall_seed(after.arch, category, options.seed)
             scored = recall_intervals(after.test, options.n_boot, seed)
             outcome = ChampionOutcome(decision, scored.macro, scored.n_studies, scored.class_counts)
         outcomes[category] = outcome

@@ -92,10 +92,15 @@ def _scored(table: pl.DataFrame) -> dict[str, Any]:
     )
 
 
+def report_recall_seed(arch: str, category: str, seed: int) -> int:
+    """Bootstrap seed of a model's test-split macro recall interval: the report row's, and the
+    champion's (promote.py), so the two give one interval."""
+    return seed_for(f"recall|{arch}|{category}", seed)
+
+
 def partition_row(partition: Partition, options: EvaluationOptions) -> dict[str, Any]:
     """One metrics row (METRICS_SCHEMA keys, the ResNet difference left empty)."""
     summary = partition.summary
-    key = f"{partition.arch}|{partition.category}"
     params, macs = as_int(summary.get("params")), as_int(summary.get("macs"))
     gmacs = macs / 1e9 if macs else None
     folds = summary.get("folds_trained")
@@ -116,7 +121,9 @@ def partition_row(partition: Partition, options: EvaluationOptions) -> dict[str,
     }
 
     test = _scored(partition.test)
-    ci = recall_intervals(partition.test, options.n_boot, seed_for(f"recall|{key}", options.seed))
+    ci = recall_intervals(
+        partition.test, options.n_boot, report_recall_seed(partition.arch, partition.category, options.seed)
+    )
     row.update(
         test_n_studies=ci.n_studies,
         test_n_rows=ci.n_rows,
